@@ -1,0 +1,293 @@
+"""Configuration: frozen dataclasses with DaemonSet defaults, loaded strictly from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+import yaml
+
+# Markers for values written with units in YAML: durations ("500ms", "10s", "5m") become float
+# seconds, sizes ("256KiB", "1MiB" or a plain int) become int bytes.
+DURATION = "duration"
+SIZE = "size"
+Seconds = Annotated[float, DURATION]
+Bytes = Annotated[int, SIZE]
+
+
+class ConfigError(ValueError):
+    """A config value is wrong: names the key and the reason."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config key '{key}': {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class InputsConfig:
+    paths: tuple[str, ...] = ("/var/log/containers/*.log",)  # globs; symlinks followed
+    exclude: tuple[str, ...] = ()  # globs matched against the discovered path
+    rescan_interval: Seconds = 10.0  # safety net behind inotify
+    read_chunk_bytes: Bytes = 256 * 1024  # one os.read per chunk, never one per line
+    max_line_bytes: Bytes = 256 * 1024  # Loki's default max_line_size; longer lines are truncated
+    max_rotated_files: int = 64  # renamed files kept open until drained; past this the oldest goes
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsConfig:
+    path: str = "/var/lib/shipper/positions.json"  # empty: positions are not persisted
+    write_interval: Seconds = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuthConfig:
+    username: str = ""
+    password_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LokiConfig:
+    url: str = "http://loki:3100/loki/api/v1/push"  # empty: dry run, entries printed as JSON
+    tenant_id: str = ""  # X-Scope-OrgID when set
+    timeout: Seconds = 10.0  # per request
+    min_backoff: Seconds = 0.5
+    max_backoff: Seconds = 300.0
+    bearer_token_file: str = ""  # re-read when it changes (projected tokens rotate)
+    basic_auth: BasicAuthConfig = field(default_factory=BasicAuthConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    size: int = 100  # lines: a trigger to send, not a cap
+    timeout: Seconds = 10.0  # ...or once the oldest line waited this long
+    max_bytes: Bytes = 1024 * 1024  # hard cap per request (uncompressed protobuf)
+    max_pending_bytes: Bytes = 16 * 1024 * 1024  # read but unacknowledged: the memory bound
+
+
+LABEL_SOURCES = ("namespace", "pod", "pod_uid", "container", "node", "app", "workload", "stream")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelsConfig:
+    stream: tuple[str, ...] = ("namespace", "container", "app")  # Loki stream labels
+    structured_metadata: tuple[str, ...] = ("pod", "node", "stream")  # per entry, not indexed
+    pod_labels: tuple[str, ...] = ()  # pod labels copied into structured metadata
+    pod_annotations: tuple[str, ...] = ()  # pod annotations copied into structured metadata
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesConfig:
+    # auto: on when running in a cluster (KUBERNETES_SERVICE_HOST) or a kubeconfig is given
+    enabled: Literal["auto", "true", "false"] = "auto"
+    kubeconfig: str = ""  # empty: in-cluster service account
+    node_name: str = ""  # NODE_NAME overrides; the pod watch is scoped to this node
+    deleted_pod_ttl: Seconds = 60.0  # keep a deleted pod's metadata for its last lines
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: str = "0.0.0.0:9080"  # /metrics, /healthz, /ready; empty disables
+    ready_push_failure_window: Seconds = 120.0  # not ready once pushes fail for this long
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownConfig:
+    deadline: Seconds = 20.0  # on SIGTERM: drain and push for at most this long
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    positions: PositionsConfig = field(default_factory=PositionsConfig)
+    loki: LokiConfig = field(default_factory=LokiConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+
+    @property
+    def dry_run(self) -> bool:
+        return not self.loki.url
+
+    @property
+    def kubernetes_enabled(self) -> bool:
+        if self.kubernetes.enabled == "auto":
+            return bool(self.kubernetes.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"))
+        return self.kubernetes.enabled == "true"
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
+               "GB": 1000**3, "GiB": 1024**3}
+
+
+def _duration(key: str, value: object) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a duration such as 500ms, 10s or 5m, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ConfigError(key, f"expected a duration such as 500ms, 10s or 5m, got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(key, f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def _size(key: str, value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE_RE.match(value)):
+        size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    else:
+        raise ConfigError(key, f"expected a size in bytes such as 1048576 or 1MiB, got {value!r}")
+    if size <= 0:
+        raise ConfigError(key, f"size must be positive, got {value!r}")
+    return size
+
+
+def _convert(key: str, hint: Any, value: object) -> Any:
+    origin = get_origin(hint)
+    if origin is Annotated:
+        base, marker = get_args(hint)[:2]
+        return _duration(key, value) if marker == DURATION else _size(key, value)
+    if dataclasses.is_dataclass(hint):
+        return _build(key, typing.cast(type, hint), value)
+    if origin is Literal:
+        choices = get_args(hint)
+        text = str(value).lower() if isinstance(value, bool | str) else value
+        if text not in choices:
+            raise ConfigError(key, f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return text
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(key, f"expected a positive integer, got {value!r}")
+        return value
+    if hint is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug here, not the user's
+
+
+def _build(prefix: str, cls: type, raw: object) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix or "<root>", f"expected a mapping, got {raw!r}")
+    hints = get_type_hints(cls, include_extras=True)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in raw:
+        if name not in known:
+            where = f"{prefix}.{name}" if prefix else str(name)
+            raise ConfigError(where, f"unknown key (known here: {', '.join(sorted(known))})")
+    values = {name: _convert(f"{prefix}.{name}" if prefix else name, hints[name], raw[name])
+              for name in raw}
+    return cls(**values)
+
+
+def _check(config: Config) -> None:
+    """Cross-field and filesystem checks: fail at start rather than at the first push."""
+    for key in ("stream", "structured_metadata"):
+        for source in getattr(config.labels, key):
+            if source not in LABEL_SOURCES:
+                raise ConfigError(f"labels.{key}", f"unknown label source {source!r} "
+                                  f"(known: {', '.join(LABEL_SOURCES)})")
+    if not config.labels.stream:
+        raise ConfigError("labels.stream", "at least one stream label is needed")
+    if config.loki.url and not re.match(r"^https?://[^/\s]+", config.loki.url):
+        raise ConfigError("loki.url", f"expected an http:// or https:// URL, got {config.loki.url!r}")
+    for key, path in (("loki.bearer_token_file", config.loki.bearer_token_file),
+                      ("loki.basic_auth.password_file", config.loki.basic_auth.password_file),
+                      ("loki.tls.ca_file", config.loki.tls.ca_file),
+                      ("loki.tls.cert_file", config.loki.tls.cert_file),
+                      ("loki.tls.key_file", config.loki.tls.key_file),
+                      ("kubernetes.kubeconfig", config.kubernetes.kubeconfig)):
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(key, f"file {path!r} does not exist or is not readable")
+    if bool(config.loki.tls.cert_file) != bool(config.loki.tls.key_file):
+        raise ConfigError("loki.tls", "cert_file and key_file must be given together")
+    if config.loki.basic_auth.password_file and not config.loki.basic_auth.username:
+        raise ConfigError("loki.basic_auth.username", "required when password_file is set")
+    if config.loki.min_backoff > config.loki.max_backoff:
+        raise ConfigError("loki.min_backoff", "must not exceed loki.max_backoff")
+    if config.batch.max_bytes > config.batch.max_pending_bytes:
+        raise ConfigError("batch.max_pending_bytes", "must be at least batch.max_bytes")
+    if config.server.listen and not re.match(r"^[^\s:]*:\d{1,5}$", config.server.listen):
+        raise ConfigError("server.listen", f"expected HOST:PORT, got {config.server.listen!r}")
+    if config.positions.path:
+        parent = Path(config.positions.path).parent
+        existing = next(p for p in (parent, *parent.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError("positions.path", f"{existing} is not a directory")
+
+
+def _apply_env(config: Config, env: typing.Mapping[str, str]) -> Config:
+    if "SHIPPER_LOKI_URL" in env:
+        config = dataclasses.replace(
+            config, loki=dataclasses.replace(config.loki, url=env["SHIPPER_LOKI_URL"]))
+    if env.get("NODE_NAME"):
+        config = dataclasses.replace(
+            config, kubernetes=dataclasses.replace(config.kubernetes, node_name=env["NODE_NAME"]))
+    return config
+
+
+def parse_config(text: str, env: typing.Mapping[str, str] | None = None) -> Config:
+    """Build a Config from YAML text, then apply SHIPPER_LOKI_URL and NODE_NAME overrides."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"not valid YAML: {exc}") from None
+    config = _apply_env(_build("", Config, raw), os.environ if env is None else env)
+    _check(config)
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                env: typing.Mapping[str, str] | None = None) -> Config:
+    """Load a config file (None: all defaults)."""
+    if path is None:
+        return parse_config("", env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from None
+    return parse_config(text, env)
+
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]

@@ -1,0 +1,85 @@
+"""The agent's Prometheus metrics, in a registry it owns (no global default registry)."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from shipper import __version__
+
+
+class Metrics:
+    """Every metric the agent exports. Named on Promtail's model so existing alerts port.
+
+    Cardinality is bounded: hot counters carry no per-line, per-file or per-pod label; only the
+    per-file size/acknowledged gauges carry `path`, and they are removed when the file goes."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.read_bytes = Counter("shipper_read_bytes", "Bytes read from log files.", registry=r)
+        self.read_lines = Counter("shipper_read_lines", "Raw lines read from log files.",
+                                  registry=r)
+        self.file_bytes = Gauge("shipper_file_bytes", "Size of each active file.", ["path"],
+                                registry=r)
+        self.file_acked_bytes = Gauge(
+            "shipper_file_acked_bytes",
+            "Offset up to which each active file is acknowledged by Loki (lag = size - this).",
+            ["path"], registry=r)
+        self.files_active = Gauge("shipper_files_active", "Files open for reading.", registry=r)
+        self.file_errors = Counter("shipper_file_errors", "Files that could not be read.",
+                                   ["reason"], registry=r)
+        self.rotated_abandoned = Counter(
+            "shipper_rotated_files_abandoned",
+            "Rotated files closed before being read to the end (max_rotated_files exceeded).",
+            registry=r)
+        self.lines_unparsable = Counter(
+            "shipper_lines_unparsable", "Lines neither CRI nor Docker json: shipped unchanged.",
+            registry=r)
+        self.lines_truncated = Counter(
+            "shipper_lines_truncated", "Lines cut to inputs.max_line_bytes.", registry=r)
+        self.lines_invalid_utf8 = Counter(
+            "shipper_lines_invalid_utf8", "Lines whose invalid UTF-8 was replaced.", registry=r)
+        self.entries_excluded = Counter(
+            "shipper_entries_excluded", "Entries of pods or containers opted out by annotation.",
+            registry=r)
+        self.entries_without_metadata = Counter(
+            "shipper_entries_without_metadata",
+            "Entries shipped with path-derived labels only: their pod was not (yet) known.",
+            registry=r)
+        self.sent_entries = Counter("shipper_sent_entries", "Entries acknowledged by Loki.",
+                                    registry=r)
+        self.sent_bytes = Counter("shipper_sent_bytes", "Line bytes acknowledged by Loki.",
+                                  registry=r)
+        self.dropped_entries = Counter(
+            "shipper_dropped_entries", "Entries Loki rejected permanently.", ["reason"],
+            registry=r)
+        self.dropped_bytes = Counter(
+            "shipper_dropped_bytes", "Line bytes Loki rejected permanently.", ["reason"],
+            registry=r)
+        self.batch_retries = Counter("shipper_batch_retries", "Push attempts retried.",
+                                     registry=r)
+        self.request_duration = Histogram(
+            "shipper_request_duration_seconds", "Push request duration by HTTP status code "
+            "('error' for transport failures).", ["status_code"], registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.pending_bytes = Gauge(
+            "shipper_pending_bytes", "Bytes read and held in memory until Loki acknowledges them.",
+            registry=r)
+        self.positions_write_errors = Counter(
+            "shipper_positions_write_errors", "Failed writes of the positions file.", registry=r)
+        self.kube_pods = Gauge("shipper_kube_pods", "Pods in the metadata cache.", registry=r)
+        self.kube_watch_restarts = Counter(
+            "shipper_kube_watch_restarts", "Pod watch restarts by reason.", ["reason"],
+            registry=r)
+        self.build_info = Gauge("shipper_build_info", "Always 1; labels say what runs.",
+                                ["version", "python_version"], registry=r)
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    def forget_file(self, path: str) -> None:
+        """Remove a closed file's series, so dashboards never show stale lag."""
+        for gauge in (self.file_bytes, self.file_acked_bytes):
+            try:
+                gauge.remove(path)
+            except KeyError:
+                pass

@@ -1,0 +1,54 @@
+"""Shared values that flow between the stages: no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# One log line on its way to Loki: (timestamp in ns since the epoch, the line as valid UTF-8,
+# the stream it belongs to). A plain tuple because millions are made per minute on the hot path.
+Entry = tuple[int, bytes, "Stream"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileId:
+    """A file's identity on disk: survives renames, unlike its path."""
+
+    dev: int
+    ino: int
+
+    def __str__(self) -> str:
+        return f"{self.dev}:{self.ino}"
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """Where an entry goes: a Loki stream (its rendered label set) plus the entry's structured
+    metadata. Built once per (file, stdout/stderr) and shared by all of that file's entries."""
+
+    labels: str  # rendered and escaped, e.g. '{app="api", namespace="shop"}'
+    label_pairs: tuple[tuple[str, str], ...]  # the same labels as (name, value), sorted by name
+    metadata: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(slots=True)
+class Ticket:
+    """The delivery receipt of one chunk of a file: its entries may be spread over several
+    batches, and the file's position may pass `end` only once every one of them has settled."""
+
+    file: FileId
+    end: int  # file offset: every byte before it is in this or an earlier chunk
+    outstanding: int = 0  # batches holding entries of this chunk and not yet settled
+    sealed: bool = False  # the batcher has placed all entries; outstanding can no longer grow
+
+    @property
+    def settled(self) -> bool:
+        return self.sealed and self.outstanding == 0
+
+
+@dataclass(slots=True)
+class Chunk:
+    """What a tailer hands to the batcher: the entries parsed from one read of one file."""
+
+    ticket: Ticket
+    entries: list[Entry] = field(default_factory=list)
+    size: int = 0  # approximate encoded bytes, for the memory bound and batch.max_bytes
