@@ -51,4 +51,10 @@ class Chunk:
 
     ticket: Ticket
     entries: list[Entry] = field(default_factory=list)
-    size: int = 0  # approximate encoded bytes, for the memory bound and batch.max_bytes
+    overhead: int = 0  # estimated encoded bytes per entry beyond its line (timestamp, metadata)
+    labels: str | None = None  # set when every entry goes to this one Loki stream (the default)
+
+    @property
+    def size(self) -> int:
+        """Estimated encoded bytes: what the memory bound and batch.max_bytes count."""
+        return sum(len(e[1]) for e in self.entries) + self.overhead * len(self.entries)

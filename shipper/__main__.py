@@ -1,0 +1,75 @@
+"""Entry point: `shipper run`, `shipper check-config`, `shipper demo`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import tempfile
+
+from shipper import __version__
+from shipper.config import Config, ConfigError, load_config
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"shipper: invalid config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _run(config: Config, once: bool) -> int:
+    from shipper.agent import Agent
+    from shipper.logs import setup_logging
+
+    setup_logging(config.log.level)
+    asyncio.run(Agent(config, once=once).run())
+    return 0
+
+
+def _demo() -> int:
+    """Ship the bundled example logs in a dry run: what would go to Loki, as JSON lines."""
+    from shipper.examples import install_examples
+
+    with tempfile.TemporaryDirectory(prefix="shipper-demo-") as root:
+        pattern = install_examples(root)
+        base = _load(None)
+        config = dataclasses.replace(
+            base,
+            inputs=dataclasses.replace(base.inputs, paths=(pattern,)),
+            positions=dataclasses.replace(base.positions, path=""),
+            server=dataclasses.replace(base.server, listen=""),
+            kubernetes=dataclasses.replace(base.kubernetes, enabled="false",
+                                           node_name=base.kubernetes.node_name or "demo-node"),
+            loki=dataclasses.replace(base.loki, url=""),
+        )
+        return _run(config, once=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shipper", description="Ship Kubernetes container "
+                                     "logs to Loki without losing a line.")
+    parser.add_argument("--version", action="version", version=f"shipper {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", help="YAML config file (default: built-in DaemonSet defaults)")
+    run.add_argument("--once", action="store_true",
+                     help="read every file to its end, deliver, save positions and exit")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", required=True)
+    sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        return _demo()
+    config = _load(args.config)
+    if args.command == "check-config":
+        print(f"{args.config}: ok")
+        return 0
+    return _run(config, args.once)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

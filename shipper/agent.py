@@ -1,0 +1,198 @@
+"""Wiring and lifecycle: build the stages, run them, shut down in order within a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Protocol, TextIO
+
+from shipper.batch import Batcher, FlowControl
+from shipper.config import Config
+from shipper.discover import Discoverer
+from shipper.enrich import Enricher
+from shipper.metrics import Metrics
+from shipper.model import Entry
+from shipper.positions import Positions
+from shipper.server import HealthServer
+from shipper.tail import OpenFailed, TailContext, Tailer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from shipper.kube.pod_cache import PodCache
+
+log = logging.getLogger(__name__)
+
+
+class Pusher(Protocol):
+    """The push seam: Loki over HTTP, or stdout in a dry run."""
+
+    failing_since: float | None
+
+    async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
+                   line_bytes: int) -> object: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Agent:
+    def __init__(self, config: Config, *, out: TextIO = sys.stdout, once: bool = False) -> None:
+        self.config = config
+        self.once = once
+        self.metrics = Metrics()
+        self.positions = Positions(config.positions.path, self.metrics)
+        self.pods: PodCache | None = None
+        if config.kubernetes_enabled:
+            from shipper.kube.pod_cache import PodCache  # imported only when used: memory
+
+            self.pods = PodCache(config.kubernetes.deleted_pod_ttl)
+        self.enricher = Enricher(config.labels, config.kubernetes.node_name, self.pods)
+        self.flow = FlowControl(config.batch.max_pending_bytes, self.metrics)
+        self.batcher = Batcher(config.batch, self.flow, self.positions.settled)
+        self.pusher = self._pusher(out)
+        self.discoverer = Discoverer(config.inputs)
+        self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
+        self._tailer_tasks: set[asyncio.Task[None]] = set()
+        self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
+        self._ctx: TailContext | None = None
+        self.started = False
+
+    def _pusher(self, out: TextIO) -> Pusher:
+        if self.config.dry_run:
+            from shipper.loki.dryrun import StdoutPusher
+
+            return StdoutPusher(out)
+        from shipper.loki.pusher import LokiPusher
+
+        return LokiPusher(self.config.loki, self.metrics)
+
+    # -- readiness -----------------------------------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "starting"
+        if self.positions.write_error:
+            return False, f"positions not writable: {self.positions.write_error}"
+        since = self.pusher.failing_since
+        window = self.config.server.ready_push_failure_window
+        if since is not None and time.monotonic() - since > window:
+            return False, f"pushes failing for over {window:g}s"
+        return True, "ready"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (or SIGTERM/SIGINT; with once, until every file is at EOF),
+        then: stop reading, push what is batched within the deadline, save positions."""
+        stop = stop or self._stop_on_signals()
+        self._ctx = TailContext(self.config.inputs, self.enricher, self.batcher, self.flow,
+                                self.positions, self.metrics, self.positions.load(),
+                                poll_interval=self.config.inputs.rescan_interval)
+        server = HealthServer(self.config.server.listen, self.metrics, self.ready)
+        await server.start()
+        background = [asyncio.create_task(self._save_positions(), name="positions")]
+        if self.pods is not None:
+            from shipper.kube.watch import PodWatcher
+
+            watcher = PodWatcher(self.config.kubernetes, self.pods, self.metrics)
+            background.append(asyncio.create_task(watcher.run(), name="pod-watch"))
+        deliver = asyncio.create_task(self._deliver(), name="deliver")
+        self.started = True
+        log.info("started", extra={"paths": list(self.config.inputs.paths),
+                                   "dry_run": self.config.dry_run})
+        try:
+            if self.once:
+                self._rescan()
+                await asyncio.gather(*self._tailer_tasks)
+            else:
+                discover = asyncio.create_task(self.discoverer.watch(
+                    self._watched_dirs, self._on_change, self._rescan), name="discover")
+                background.append(discover)
+                await stop.wait()
+                log.info("stopping: no more reading; pushing what is batched")
+        finally:
+            await self._shutdown(deliver, background)
+            await server.stop()
+
+    async def _shutdown(self, deliver: asyncio.Task[None],
+                        background: list[asyncio.Task[None]]) -> None:
+        for task in [*background, *self._tailer_tasks]:
+            task.cancel()
+        await asyncio.gather(*background, *self._tailer_tasks, return_exceptions=True)
+        self.batcher.close()
+        try:
+            await asyncio.wait_for(deliver, self.config.shutdown.deadline)
+        except TimeoutError:
+            log.error("shutdown deadline reached; undelivered lines will be read again at the "
+                      "next start", extra={"pending_entries": self.batcher.pending_entries})
+        await self.pusher.aclose()
+        self.positions.save()
+        log.info("stopped")
+
+    def _stop_on_signals(self) -> asyncio.Event:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # kubelet stopping the pod
+        loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C when run by hand
+        return stop
+
+    async def _deliver(self) -> None:
+        """The one push loop: each batch is settled (acknowledged or dropped for good) before
+        the positions behind it may advance."""
+        while (batch := await self.batcher.next_batch()) is not None:
+            await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
+            self.batcher.settle(batch)
+
+    async def _save_positions(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.positions.write_interval)
+            self.positions.save()
+            if self.pods is not None:
+                self.pods.expire()
+
+    # -- discovery -----------------------------------------------------------------------------
+
+    def _rescan(self) -> None:
+        assert self._ctx is not None
+        for path in self.discoverer.paths():
+            real = os.path.realpath(path)
+            if real in self.tailers:
+                continue
+            tailer = Tailer(path, self._ctx)
+            try:
+                tailer.open()
+            except FileNotFoundError:
+                continue  # a link left behind by a pod that is gone: nothing to read
+            except (OpenFailed, OSError) as exc:
+                if path not in self._unreadable:
+                    self._unreadable.add(path)
+                    reason = "permission_denied" if isinstance(exc, OpenFailed) else "open_failed"
+                    self.metrics.file_errors.labels(reason).inc()
+                    log.error("cannot open file; will retry at each rescan",
+                              extra={"path": path, "error": str(exc)})
+                continue
+            self._unreadable.discard(path)
+            self.tailers[real] = tailer
+            task = asyncio.create_task(tailer.run(self.once), name=f"tail {path}")
+            self._tailer_tasks.add(task)
+            task.add_done_callback(lambda t, real=real: self._tailer_done(real, t))
+
+    def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
+        self._tailer_tasks.discard(task)
+        self.tailers.pop(real, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("tailer failed; the file will be picked up again at the next rescan",
+                      extra={"path": real, "error": repr(exc)}, exc_info=exc)
+
+    def _watched_dirs(self) -> set[str]:
+        return {os.path.dirname(t.realpath) for t in self.tailers.values()}
+
+    def _on_change(self, paths: set[str]) -> None:
+        dirs = {os.path.dirname(p) for p in paths}
+        for tailer in self.tailers.values():
+            if tailer.path in paths or os.path.dirname(tailer.realpath) in dirs:
+                tailer.wake()

@@ -1,0 +1,155 @@
+"""Batch stage: group entries per Loki stream, and bound what is held until Loki acknowledges."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shipper.config import BatchConfig
+from shipper.metrics import Metrics
+from shipper.model import Chunk, Entry, Ticket
+
+
+class FlowControl:
+    """Bounds the bytes read but not yet settled. Tailers wait here when Loki is slow, so the data
+    waits on disk, not in memory."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self._limit = limit
+        self._used = 0
+        self._metrics = metrics
+        self._released = asyncio.Event()
+
+    async def acquire(self, n: int) -> None:
+        # One reader may always proceed when nothing is held, so no size can deadlock.
+        while self._used and self._used + n > self._limit:
+            self._released.clear()
+            await self._released.wait()
+        self.adjust(n)
+
+    def adjust(self, n: int) -> None:
+        """Take (n > 0) or give back (n < 0) bytes without waiting."""
+        self._used += n
+        self._metrics.pending_bytes.set(self._used)
+        if n < 0:
+            self._released.set()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+
+@dataclass(slots=True)
+class Batch:
+    """One push request's worth of entries, grouped by Loki stream."""
+
+    created: float  # clock() when its first entry arrived: the batch.timeout counts from here
+    streams: dict[str, list[Entry]] = field(default_factory=dict)
+    entries: int = 0
+    size: int = 0  # estimated encoded bytes
+    line_bytes: int = 0
+    tickets: list[Ticket] = field(default_factory=list)
+
+    def add(self, ticket: Ticket, labels: str, entries: list[Entry], size: int) -> None:
+        self.streams.setdefault(labels, []).extend(entries)
+        self.entries += len(entries)
+        self.size += size
+        if not self.tickets or self.tickets[-1] is not ticket:
+            ticket.outstanding += 1
+            self.tickets.append(ticket)
+
+
+class Batcher:
+    """Collects chunks into batches. `batch.size` lines (or `batch.timeout`) trigger a send, but
+    while a push is in flight entries keep accumulating up to `batch.max_bytes`: under load one
+    request carries many lines instead of paying one HTTP round trip per 100."""
+
+    def __init__(self, config: BatchConfig, flow: FlowControl,
+                 on_settled: Callable[[Ticket], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
+        self._flow = flow
+        self._on_settled = on_settled
+        self._clock = clock
+        self._full: deque[Batch] = deque()  # reached max_bytes, waiting for the pusher
+        self._current: Batch | None = None
+        self._changed = asyncio.Event()
+        self._closing = False
+
+    def add(self, chunk: Chunk) -> None:
+        """Place a chunk's entries (synchronously: a chunk is never half-added)."""
+        ticket = chunk.ticket
+        entries = chunk.entries
+        if entries:
+            size = chunk.size
+            batch = self._batch_for(size)
+            if chunk.labels is not None and batch.size + size <= self._config.max_bytes:
+                batch.add(ticket, chunk.labels, entries, size)
+                batch.line_bytes += size - chunk.overhead * len(entries)
+            else:
+                self._add_split(chunk)
+            if batch.entries >= self._config.size or self._full:
+                self._changed.set()
+        ticket.sealed = True
+        if ticket.settled:
+            self._on_settled(ticket)
+
+    def _batch_for(self, size: int) -> Batch:
+        current = self._current
+        if current is not None and current.entries and current.size + size > self._config.max_bytes:
+            self._full.append(current)
+            current = None
+        if current is None:
+            current = self._current = Batch(self._clock())
+            self._changed.set()  # start the timeout clock of the waiting pusher
+        return current
+
+    def _add_split(self, chunk: Chunk) -> None:
+        """Entry by entry, for chunks that span streams or do not fit the current batch."""
+        overhead = chunk.overhead
+        for entry in chunk.entries:
+            line_bytes = len(entry[1])
+            batch = self._batch_for(line_bytes + overhead)
+            batch.add(chunk.ticket, entry[2].labels, [entry], line_bytes + overhead)
+            batch.line_bytes += line_bytes
+
+    async def next_batch(self) -> Batch | None:
+        """The next batch to push: waits until one is due. None once closed and empty."""
+        while True:
+            if self._full:
+                return self._full.popleft()
+            current = self._current
+            timeout: float | None = None
+            if current is not None and current.entries:
+                timeout = current.created + self._config.timeout - self._clock()
+                if self._closing or current.entries >= self._config.size or timeout <= 0:
+                    self._current = None
+                    return current
+            elif self._closing:
+                return None
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def settle(self, batch: Batch) -> None:
+        """The batch was acknowledged or dropped for good: release its memory and tickets."""
+        self._flow.adjust(-batch.size)
+        for ticket in batch.tickets:
+            ticket.outstanding -= 1
+            if ticket.settled:
+                self._on_settled(ticket)
+
+    def close(self) -> None:
+        """Shutting down: hand out everything batched, whatever its size or age."""
+        self._closing = True
+        self._changed.set()
+
+    @property
+    def pending_entries(self) -> int:
+        current = self._current.entries if self._current else 0
+        return current + sum(b.entries for b in self._full)

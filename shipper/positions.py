@@ -1,0 +1,143 @@
+"""Commit stage: per-file offsets that advance only past acknowledged lines, saved atomically."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shipper.metrics import Metrics
+from shipper.model import FileId, Ticket
+
+log = logging.getLogger(__name__)
+
+VERSION = 1  # bump when the file format changes; a newer file is moved aside, never misread
+
+
+@dataclass(slots=True)
+class _Track:
+    path: str  # for humans and metrics; the key is the file's identity
+    offset: int  # acknowledged: every byte before it was delivered or dropped on purpose
+    tickets: deque[Ticket] = field(default_factory=deque)  # in file order, not yet settled
+    finished: bool = False  # the tailer is done with the file: forget it once all settled
+
+
+class Positions:
+    """The one place file positions change: after the chunk tickets before them settle."""
+
+    def __init__(self, path: str, metrics: Metrics) -> None:
+        self._path = Path(path) if path else None
+        self._metrics = metrics
+        self._tracks: dict[FileId, _Track] = {}
+        self._saved: dict[FileId, tuple[str, int]] = {}  # what the file on disk holds
+        self.write_error: str | None = None  # last write failure, for /ready
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load(self) -> dict[FileId, tuple[str, int]]:
+        """Read the saved positions. A corrupt file, or one from a newer version, is moved aside
+        and reported: starting files from 0 duplicates lines, skipping them would lose them."""
+        if self._path is None or not self._path.exists():
+            return {}
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict) or raw.get("version") != VERSION:
+                raise ValueError(f"unsupported version {raw.get('version')!r}, expected {VERSION}"
+                                 if isinstance(raw, dict) else "not a JSON object")
+            saved = {FileId(int(f["dev"]), int(f["ino"])): (str(f["path"]), int(f["offset"]))
+                     for f in raw["files"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = self._path.with_name(f"{self._path.name}.corrupt-{int(time.time())}")
+            try:
+                self._path.rename(aside)
+            except OSError:
+                aside = self._path
+            log.error("positions file unusable; starting files from the beginning",
+                      extra={"path": str(self._path), "moved_to": str(aside), "error": str(exc)})
+            return {}
+        self._saved = dict(saved)
+        return saved
+
+    # -- tracking ------------------------------------------------------------------------------
+
+    def open(self, file: FileId, path: str, offset: int) -> None:
+        """A tailer starts (or resumes) reading `file` at `offset`."""
+        self._tracks[file] = _Track(path, offset)
+        self._metrics.file_acked_bytes.labels(path).set(offset)
+
+    def track(self, ticket: Ticket) -> None:
+        self._tracks[ticket.file].tickets.append(ticket)
+
+    def settled(self, ticket: Ticket) -> None:
+        """Called when a ticket's last batch settles: advance through the settled prefix."""
+        track = self._tracks.get(ticket.file)
+        if track is None:
+            return
+        tickets = track.tickets
+        while tickets and tickets[0].settled:
+            track.offset = tickets.popleft().end
+        self._metrics.file_acked_bytes.labels(track.path).set(track.offset)
+        if track.finished and not tickets:
+            self._forget(ticket.file)
+
+    def finish(self, file: FileId) -> None:
+        """The tailer will read no more of `file` (drained after rotation or deletion)."""
+        track = self._tracks.get(file)
+        if track is None:
+            return
+        track.finished = True
+        if not track.tickets:
+            self._forget(file)
+
+    def _forget(self, file: FileId) -> None:
+        track = self._tracks.pop(file)
+        self._metrics.forget_file(track.path)
+
+    def offset(self, file: FileId) -> int | None:
+        track = self._tracks.get(file)
+        return None if track is None else track.offset
+
+    @property
+    def pending_tickets(self) -> int:
+        return sum(len(t.tickets) for t in self._tracks.values())
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[FileId, tuple[str, int]]:
+        return {f: (t.path, t.offset) for f, t in self._tracks.items()}
+
+    def save(self) -> bool:
+        """Write atomically (temp file, fsync, rename) if anything changed. Returns success.
+        A failure is logged once per streak and retried on the next call: shipping goes on."""
+        if self._path is None:
+            return True
+        state = self.snapshot()
+        if state == self._saved:
+            return True
+        body = json.dumps({"version": VERSION, "files": [
+            {"dev": f.dev, "ino": f.ino, "path": p, "offset": o} for f, (p, o) in state.items()
+        ]}, separators=(",", ":"))
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._path)
+        except OSError as exc:
+            self._metrics.positions_write_errors.inc()
+            if self.write_error is None:
+                log.error("cannot write positions; will retry, shipping continues",
+                          extra={"path": str(self._path), "error": exc.strerror or str(exc)})
+            self.write_error = exc.strerror or str(exc)
+            return False
+        if self.write_error is not None:
+            log.info("positions written again", extra={"path": str(self._path)})
+        self.write_error = None
+        self._saved = state
+        return True

@@ -1,0 +1,69 @@
+"""Serve /metrics, /healthz and /ready from the event loop (no metrics thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shipper.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class HealthServer:
+    """A deliberately small HTTP/1.1 server: GET only, one request per connection."""
+
+    def __init__(self, listen: str, metrics: Metrics,
+                 ready: Callable[[], tuple[bool, str]]) -> None:
+        self._listen = listen
+        self._metrics = metrics
+        self._ready = ready
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        if not self._listen:
+            return
+        host, _, port = self._listen.rpartition(":")
+        self._server = await asyncio.start_server(self._handle, host or None, int(port))
+        log.info("serving /metrics, /healthz, /ready", extra={"listen": self._listen})
+
+    @property
+    def port(self) -> int | None:
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, target = head.split(b" ", 2)[:2]
+            status, ctype, body = self._route(method.decode(), target.decode().split("?")[0])
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                         + (body if method != b"HEAD" else b""))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
+                ConnectionError, ValueError):
+            pass  # a broken or slow client: nothing to answer
+        finally:
+            writer.close()
+
+    def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
+        if method not in ("GET", "HEAD"):
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        if path == "/metrics":
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+        if path == "/healthz":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == "/ready":
+            ok, why = self._ready()
+            return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", (why + "\n").encode()
+        return "404 Not Found", "text/plain", b"try /metrics, /healthz or /ready\n"

@@ -1,0 +1,316 @@
+"""Tail stage: read one discovered path through rotation and truncation, in large chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from shipper.batch import Batcher, FlowControl
+from shipper.config import InputsConfig
+from shipper.enrich import Enricher, FileStreams
+from shipper.kube.pod_path import PathMeta, parse_log_path
+from shipper.metrics import Metrics
+from shipper.model import Chunk, Entry, FileId, Ticket
+from shipper.parse import FileParser, ParseCounts, ParsedLine
+from shipper.positions import Positions
+
+log = logging.getLogger(__name__)
+
+ENTRY_OVERHEAD = 24  # encoded bytes per entry besides line and metadata: tags, lengths, timestamp
+ROTATION_GRACE = 1.0  # s a renamed file stays open after EOF: the runtime may still be writing
+
+
+@dataclass
+class TailContext:
+    """What every tailer shares: built once in the wiring."""
+
+    config: InputsConfig
+    enricher: Enricher
+    batcher: Batcher
+    flow: FlowControl
+    positions: Positions
+    metrics: Metrics
+    saved: Mapping[FileId, tuple[str, int]]  # positions loaded at start
+    poll_interval: float = 10.0  # s between checks when no inotify event arrives
+    clock: Callable[[], float] = time.monotonic
+    rotated_open: int = 0  # renamed files held open across all tailers (bounded)
+
+
+@dataclass(slots=True)
+class _OpenFile:
+    fd: int
+    file: FileId
+    path: str  # the name it was opened under, for humans
+    offset: int  # next byte os.read returns
+    parser: FileParser
+    tail: bytes = b""  # an incomplete last line, waiting for its newline
+    line_start: int = 0  # file offset where `tail` starts
+    skipping: bool = False  # the incomplete line outgrew the cap: its rest is discarded
+    rotated_at: float | None = None  # clock() when a successor took its path
+    counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
+
+
+class OpenFailed(Exception):
+    """The path exists but cannot be opened (e.g. permission denied)."""
+
+
+class Tailer:
+    """Follows one path (a /var/log/containers link or any matched file). A renamed file is read
+    to its end through its open descriptor before its successor; a deleted one is drained, then
+    closed; truncation restarts at 0. Positions start from what was saved."""
+
+    def __init__(self, path: str, ctx: TailContext) -> None:
+        self.path = path
+        self.realpath = os.path.realpath(path)
+        self._ctx = ctx
+        self._meta: PathMeta | None = parse_log_path(path, self.realpath)
+        self._streams: FileStreams | None = None
+        self._files: list[_OpenFile] = []  # rotated ones first, the current one last
+        self._wake = asyncio.Event()
+        self._missing_since: float | None = None
+        self.done = False  # no file left to read: the path is gone
+
+    def open(self) -> None:
+        """Open the current file and any rotated predecessor with unread bytes that the saved
+        positions know (rotated while the agent was down). Raises OpenFailed or OSError."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except PermissionError as exc:
+            raise OpenFailed(exc.strerror) from None
+        st = os.fstat(fd)
+        current = FileId(st.st_dev, st.st_ino)
+        for rotated in self._rotated_predecessors(current):
+            self._files.append(rotated)
+        known = self._ctx.positions.offset(current)  # live, if this file was seen since start
+        if known is None and (saved := self._ctx.saved.get(current)):
+            known = saved[1]
+        self._add(fd, current, self.path, known if known and known <= st.st_size else 0)
+
+    def _rotated_predecessors(self, current: FileId) -> list[_OpenFile]:
+        directory, name = os.path.split(self.realpath)
+        found: list[tuple[float, _OpenFile]] = []
+        try:
+            siblings = [e for e in os.scandir(directory)
+                        if e.name.startswith(name + ".") and not e.name.endswith(".gz")]
+        except OSError:
+            return []
+        for entry in siblings:
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            st = os.fstat(fd)
+            file = FileId(st.st_dev, st.st_ino)
+            saved = self._ctx.saved.get(file)
+            if file == current or saved is None or saved[1] >= st.st_size:
+                os.close(fd)
+                continue
+            log.info("resuming a file rotated while stopped", extra={"path": entry.path})
+            opened = self._add(fd, file, entry.path, saved[1], append=False)
+            opened.rotated_at = self._ctx.clock()
+            self._ctx.rotated_open += 1
+            found.append((st.st_mtime, opened))
+        return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+
+    def _add(self, fd: int, file: FileId, path: str, offset: int,
+             append: bool = True) -> _OpenFile:
+        if offset:
+            os.lseek(fd, offset, os.SEEK_SET)
+        opened = _OpenFile(fd, file, path, offset, FileParser(self._ctx.config.max_line_bytes),
+                           line_start=offset)
+        self._ctx.positions.open(file, path, offset)
+        self._ctx.metrics.files_active.inc()
+        if append:
+            self._files.append(opened)
+        return opened
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, once: bool = False) -> None:
+        """Read until the path is gone (or, with once, until everything is at EOF)."""
+        try:
+            while not self.done:
+                await self._drain()
+                if once:
+                    return
+                self._wake.clear()
+                rotated_pending = len(self._files) > 1 or self._missing_since is not None
+                timeout = ROTATION_GRACE if rotated_pending else self._ctx.poll_interval
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    pass
+        finally:
+            if once or not self.done:
+                self.close()
+
+    def close(self) -> None:
+        """Release descriptors without finishing: positions keep the acknowledged offsets."""
+        for f in self._files:
+            self._close(f)
+        self._files.clear()
+
+    async def _drain(self) -> None:
+        """One pass: every open file to EOF, oldest first; then look at the path."""
+        for f in list(self._files):
+            await self._read_to_eof(f)
+            if f.rotated_at is not None and self._ctx.clock() - f.rotated_at >= ROTATION_GRACE:
+                self._finish(f)
+        if self._files:
+            await self._check_path(self._files[-1])
+
+    async def _check_path(self, current: _OpenFile) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            st = None
+        cur = os.fstat(current.fd)
+        self._ctx.metrics.file_bytes.labels(current.path).set(cur.st_size)
+        if st is None:
+            # Renamed with no successor yet, or deleted: a deleted file (no links left) is
+            # drained and done; otherwise give the successor one rescan interval to appear.
+            now = self._ctx.clock()
+            self._missing_since = self._missing_since or now
+            if cur.st_nlink == 0 or now - self._missing_since >= self._ctx.config.rescan_interval:
+                await self._read_to_eof(current)
+                self._finish(current)
+                self.done = not self._files
+            return
+        self._missing_since = None
+        if FileId(st.st_dev, st.st_ino) != current.file:
+            self._rotated(current)
+        elif cur.st_size < current.offset:
+            self._truncated(current)
+
+    def _rotated(self, current: _OpenFile) -> None:
+        """kubelet renamed the file and a new one took the path: keep reading the old one."""
+        ctx = self._ctx
+        current.rotated_at = ctx.clock()
+        ctx.rotated_open += 1
+        if ctx.rotated_open > ctx.config.max_rotated_files:
+            oldest = self._files[0]
+            if oldest is not current:
+                log.error("too many rotated files open; giving up on one before its end",
+                          extra={"path": oldest.path, "offset": oldest.offset})
+                ctx.metrics.rotated_abandoned.inc()
+                self._files.remove(oldest)
+                self._close(oldest)
+                ctx.positions.finish(oldest.file)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # gone again: the next pass treats the path as missing
+        st = os.fstat(fd)
+        self._add(fd, FileId(st.st_dev, st.st_ino), self.path, 0)
+        self.wake()
+
+    def _truncated(self, f: _OpenFile) -> None:
+        log.warning("file truncated; reading again from the start", extra={"path": f.path})
+        os.lseek(f.fd, 0, os.SEEK_SET)
+        f.offset, f.line_start, f.tail, f.skipping = 0, 0, b"", False
+        f.parser = FileParser(self._ctx.config.max_line_bytes)
+        f.counts = ParseCounts()
+        self._ctx.positions.open(f.file, f.path, 0)
+
+    def _finish(self, f: _OpenFile) -> None:
+        """No more bytes will come: emit the last (unterminated or partial) line and let go."""
+        last = f.parser.flush()
+        if f.tail and not f.skipping:
+            entries, _ = f.parser.parse(f.tail + b"\n", f.line_start)
+            last += entries + f.parser.flush()
+        if last:
+            self._ctx.flow.adjust(self._emit(f, last, f.offset))
+        self._files.remove(f)
+        self._close(f)
+        if f.rotated_at is not None:
+            self._ctx.rotated_open -= 1
+        self._ctx.positions.finish(f.file)
+
+    def _close(self, f: _OpenFile) -> None:
+        os.close(f.fd)
+        self._ctx.metrics.files_active.dec()
+
+    async def _read_to_eof(self, f: _OpenFile) -> None:
+        ctx = self._ctx
+        chunk_bytes = ctx.config.read_chunk_bytes
+        cap = ctx.config.max_line_bytes + 4096  # room for the CRI/Docker envelope of a line
+        while True:
+            # Reserve before reading, so tailers held back by a slow Loki hold no data.
+            await ctx.flow.acquire(chunk_bytes)
+            reserved = chunk_bytes
+            try:
+                data = os.read(f.fd, chunk_bytes)
+                if not data:
+                    return
+                f.offset += len(data)
+                ctx.metrics.read_bytes.inc(len(data))
+                skipped = 0
+                if f.skipping:  # the rest of an overlong line: drop it up to its newline
+                    newline = data.find(b"\n")
+                    if newline < 0:
+                        continue
+                    skipped = f.offset - len(data) + newline - (f.line_start + len(f.tail))
+                    data, f.skipping = data[newline:], False
+                buf = f.tail + data
+                cut = buf.rfind(b"\n") + 1
+                if not cut:
+                    f.tail = buf
+                    if len(buf) > cap:  # a line with no end in sight: keep its head only
+                        f.tail, f.skipping = buf[:cap], True
+                    continue
+                complete, f.tail = buf[:cut], buf[cut:]
+                base, f.line_start = f.line_start, f.offset - len(f.tail)
+                entries, commit = f.parser.parse(complete, base)
+                if commit > base:  # past the overlong line, if any: undo what was skipped
+                    commit += skipped
+                reserved -= self._emit(f, entries, commit)
+            finally:
+                ctx.flow.adjust(-reserved)
+            await asyncio.sleep(0)  # let the other tailers and the pusher run
+
+    def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
+        """Hand one chunk to the batcher; returns the bytes it will hold until settled (the
+        caller accounts for them in the flow budget)."""
+        ctx = self._ctx
+        streams = self._current_streams()
+        self._count(f)
+        entries: list[Entry]
+        if streams.excluded:
+            ctx.metrics.entries_excluded.inc(len(parsed))
+            entries = []
+        else:
+            out, err = streams.stdout, streams.stderr
+            entries = [(ts, line, err if name == "stderr" else out) for ts, line, name in parsed]
+            if ctx.enricher.waits_for_pods and not streams.enriched:
+                ctx.metrics.entries_without_metadata.inc(len(entries))
+        overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in streams.stdout.metadata)
+        chunk = Chunk(Ticket(f.file, commit), entries, overhead, streams.shared_labels)
+        size = chunk.size
+        ctx.positions.track(chunk.ticket)
+        ctx.batcher.add(chunk)
+        return size
+
+    def _current_streams(self) -> FileStreams:
+        streams = self._streams
+        enricher = self._ctx.enricher
+        if streams is None or streams.version != enricher.version:
+            streams = self._streams = enricher.streams(self._meta, self.path)
+        return streams
+
+    def _count(self, f: _OpenFile) -> None:
+        now, before, m = f.parser.counts, f.counts, self._ctx.metrics
+        if now.lines != before.lines:
+            m.read_lines.inc(now.lines - before.lines)
+        if now.unparsable != before.unparsable:
+            m.lines_unparsable.inc(now.unparsable - before.unparsable)
+        if now.truncated != before.truncated:
+            m.lines_truncated.inc(now.truncated - before.truncated)
+        if now.invalid_utf8 != before.invalid_utf8:
+            m.lines_invalid_utf8.inc(now.invalid_utf8 - before.invalid_utf8)
+        f.counts = ParseCounts(now.lines, now.unparsable, now.truncated, now.invalid_utf8,
+                               now.blank)

@@ -1,0 +1,107 @@
+"""Batcher: size triggers, timeout, max_bytes splits, and ticket settlement order."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shipper.batch import Batcher, FlowControl
+from shipper.config import BatchConfig
+from shipper.metrics import Metrics
+from shipper.model import Chunk, Entry, FileId, Stream, Ticket
+
+OUT = Stream('{app="a"}', (("app", "a"),), (("stream", "stdout"),))
+ERR = Stream('{app="a"}', (("app", "a"),), (("stream", "stderr"),))
+OTHER = Stream('{app="b"}', (("app", "b"),))
+FILE = FileId(1, 2)
+
+
+def chunk(n: int, end: int, stream: Stream = OUT, line: bytes = b"x" * 10) -> Chunk:
+    entries: list[Entry] = [(i, line, stream) for i in range(n)]
+    return Chunk(Ticket(FILE, end), entries, overhead=20, labels=stream.labels)
+
+
+def make(settled: list[Ticket], **config: float) -> Batcher:
+    flow = FlowControl(10**9, Metrics())
+    return Batcher(BatchConfig(**config), flow, settled.append)  # type: ignore[arg-type]
+
+
+def test_size_triggers_but_lines_accumulate_while_the_pusher_is_busy() -> None:
+    async def scenario() -> None:
+        settled: list[Ticket] = []
+        batcher = make(settled, size=100, timeout=60.0)
+        for i in range(7):
+            batcher.add(chunk(50, end=i))
+        batch = await asyncio.wait_for(batcher.next_batch(), 1)
+        assert batch is not None and batch.entries == 350  # one request, not three
+        assert batch.line_bytes == 3500 and batch.size == 350 * 30
+        batcher.settle(batch)
+        assert [t.end for t in settled] == list(range(7))
+    asyncio.run(scenario())
+
+
+def test_timeout_sends_a_small_batch() -> None:
+    async def scenario() -> None:
+        batcher = make([], size=100, timeout=0.05)
+        batcher.add(chunk(3, end=1))
+        batch = await asyncio.wait_for(batcher.next_batch(), 1)
+        assert batch is not None and batch.entries == 3
+    asyncio.run(scenario())
+
+
+def test_max_bytes_is_a_hard_cap_and_a_chunk_may_span_batches() -> None:
+    async def scenario() -> None:
+        settled: list[Ticket] = []
+        batcher = make(settled, size=1, timeout=60.0, max_bytes=1000)
+        big = chunk(100, end=99)  # 100 x 30 bytes = 3000: 33 entries fit in each batch
+        batcher.add(big)
+        sizes = []
+        for _ in range(4):
+            batch = await asyncio.wait_for(batcher.next_batch(), 1)
+            assert batch is not None
+            sizes.append(batch.size)
+            assert not settled  # the chunk settles only when its last batch does
+            batcher.settle(batch)
+        assert sizes == [990, 990, 990, 30]
+        assert settled == [big.ticket]
+    asyncio.run(scenario())
+
+
+def test_streams_are_grouped_by_label_set() -> None:
+    async def scenario() -> None:
+        batcher = make([], size=4, timeout=60.0)
+        mixed = Chunk(Ticket(FILE, 1), [(1, b"a", OUT), (2, b"b", OTHER), (3, b"c", ERR),
+                                        (4, b"d", OTHER)], overhead=20)
+        batcher.add(mixed)
+        batch = await asyncio.wait_for(batcher.next_batch(), 1)
+        assert batch is not None
+        assert {k: [e[1] for e in v] for k, v in batch.streams.items()} == {
+            '{app="a"}': [b"a", b"c"], '{app="b"}': [b"b", b"d"]}
+    asyncio.run(scenario())
+
+
+def test_empty_chunk_settles_at_once_and_close_drains() -> None:
+    async def scenario() -> None:
+        settled: list[Ticket] = []
+        batcher = make(settled, size=100, timeout=60.0)
+        empty = Chunk(Ticket(FILE, 5))
+        batcher.add(empty)
+        assert settled == [empty.ticket]
+        batcher.add(chunk(1, end=6))
+        batcher.close()
+        first = await batcher.next_batch()
+        assert first is not None and first.entries == 1
+        assert await batcher.next_batch() is None
+    asyncio.run(scenario())
+
+
+def test_flow_control_blocks_readers_until_bytes_are_released() -> None:
+    async def scenario() -> None:
+        flow = FlowControl(100, Metrics())
+        await flow.acquire(80)
+        waiter = asyncio.create_task(flow.acquire(50))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()
+        flow.adjust(-80)
+        await asyncio.wait_for(waiter, 1)
+        assert flow.used == 50
+    asyncio.run(scenario())

@@ -1,0 +1,86 @@
+"""Positions: advance only through settled tickets; atomic, versioned, corrupt files set aside."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shipper.metrics import Metrics
+from shipper.model import FileId, Ticket
+from shipper.positions import VERSION, Positions
+
+FILE = FileId(7, 42)
+
+
+def settle(positions: Positions, ticket: Ticket) -> None:
+    ticket.sealed = True
+    ticket.outstanding = 0
+    positions.settled(ticket)
+
+
+def test_offset_advances_only_through_the_settled_prefix(tmp_path: Path) -> None:
+    positions = Positions(str(tmp_path / "p.json"), Metrics())
+    positions.open(FILE, "/var/log/containers/a.log", 100)
+    first, second, third = Ticket(FILE, 200), Ticket(FILE, 300), Ticket(FILE, 400)
+    for t in (first, second, third):
+        t.sealed, t.outstanding = True, 1
+        positions.track(t)
+    settle(positions, third)  # acknowledged out of order: must not jump over the others
+    assert positions.offset(FILE) == 100
+    settle(positions, first)
+    assert positions.offset(FILE) == 200
+    settle(positions, second)
+    assert positions.offset(FILE) == 400
+
+
+def test_save_and_load_round_trip_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "positions.json"
+    positions = Positions(str(path), Metrics())
+    positions.open(FILE, "/var/log/pods/x/0.log", 1234)
+    assert positions.save()
+    raw = json.loads(path.read_text())
+    assert raw["version"] == VERSION
+    assert raw["files"] == [{"dev": 7, "ino": 42, "path": "/var/log/pods/x/0.log", "offset": 1234}]
+    assert not (tmp_path / "state" / "positions.json.tmp").exists()
+    assert Positions(str(path), Metrics()).load() == {FILE: ("/var/log/pods/x/0.log", 1234)}
+
+
+def test_finished_file_is_forgotten_once_settled(tmp_path: Path) -> None:
+    positions = Positions(str(tmp_path / "p.json"), Metrics())
+    positions.open(FILE, "a", 0)
+    ticket = Ticket(FILE, 10, outstanding=1, sealed=True)
+    positions.track(ticket)
+    positions.finish(FILE)
+    assert positions.offset(FILE) == 0  # still tracked: its last chunk is in flight
+    settle(positions, ticket)
+    assert positions.offset(FILE) is None
+
+
+@pytest.mark.parametrize("content", ["{not json", json.dumps({"version": VERSION + 1, "files": []}),
+                                     json.dumps([1, 2]), json.dumps({"version": VERSION})])
+def test_corrupt_or_future_file_is_moved_aside_and_reported(
+        tmp_path: Path, content: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "positions.json"
+    path.write_text(content)
+    assert Positions(str(path), Metrics()).load() == {}
+    assert not path.exists()
+    aside = list(tmp_path.glob("positions.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == content
+    assert "positions file unusable" in caplog.text
+
+
+def test_unwritable_directory_is_counted_and_retried(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    metrics = Metrics()
+    positions = Positions(str(blocker / "positions.json"), metrics)
+    positions.open(FILE, "a", 5)
+    assert not positions.save()
+    assert positions.write_error
+    assert metrics.positions_write_errors._value.get() == 1
+    blocker.unlink()
+    assert positions.save()  # retried on the next call, and recovers
+    assert positions.write_error is None
