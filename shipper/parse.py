@@ -1,0 +1,271 @@
+"""Parse stage: raw CRI and Docker json-file lines become timestamped, joined, UTF-8-safe lines."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# (timestamp in ns since the epoch, the line as valid UTF-8, "stdout" | "stderr")
+ParsedLine = tuple[int, bytes, str]
+
+# RFC3339 seconds part plus an optional numeric zone: the cache key of _seconds_ns. A 'Z' zone
+# is left out of the key (it is the common case, and then the key is a plain 19-byte slice).
+_SECONDS_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:([+-])(\d\d):(\d\d))?")
+# ns per unit of the last fraction digit, by number of fraction digits
+_FRACTION_SCALE: tuple[int, ...] = tuple(10 ** (9 - digits) for digits in range(10))
+_SECONDS_CACHE_MAX = 4096
+
+
+@dataclass(slots=True)
+class ParseCounts:
+    """Cumulative counts; the tailer reads their deltas into metrics."""
+
+    lines: int = 0  # raw lines seen
+    unparsable: int = 0  # neither CRI nor Docker: shipped unchanged, read time, stream "stdout"
+    truncated: int = 0  # joined line longer than max_line_bytes: cut, counted once per entry
+    invalid_utf8: int = 0  # entries whose invalid UTF-8 was replaced (U+FFFD)
+    blank: int = 0  # empty raw lines: skipped, counted
+
+
+@dataclass(slots=True)
+class _Partial:
+    """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
+    a trailing newline). Pending while `parts` is non-empty."""
+
+    stream: str  # "stdout" | "stderr"
+    parts: list[bytes] = field(default_factory=list)
+    size: int = 0  # bytes in parts; appending stops once past max_line_bytes
+    ts: int = 0  # the first part's: a joined line takes it
+    start: int = 0  # file offset of the first part's line, once index is resolved
+    index: int = -1  # the first part's line index within the current parse() call, or -1
+
+
+def _char_boundary(line: bytes, limit: int) -> int:
+    """The largest cut <= limit (len(line) > limit) that does not split a UTF-8 character."""
+    end = limit
+    # a character has at most 3 continuation bytes (0b10xxxxxx); past that it was invalid anyway
+    while end > 0 and end > limit - 3 and line[end] & 0xC0 == 0x80:
+        end -= 1
+    return end
+
+
+class FileParser:
+    """One per file. Detects the format from the first non-blank line (b'{' -> Docker json-file,
+    else CRI) and joins partial lines per stream (stdout and stderr separately)."""
+
+    def __init__(self, max_line_bytes: int, now_ns: Callable[[], int] = time.time_ns) -> None:
+        self.format: str | None = None  # "cri" | "docker" once detected
+        self.counts = ParseCounts()
+        self._max = max_line_bytes
+        self._now_ns = now_ns
+        self._seconds: dict[bytes, int] = {}  # seconds-part key -> ns since the epoch
+        self._stdout = _Partial("stdout")
+        self._stderr = _Partial("stderr")
+
+    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine], int]:
+        """`data` is whole lines, each ending in b'\\n', read from file offset `offset`.
+        Returns the complete entries in file order, and the commit offset: every byte before it
+        has become part of a returned entry. That is the file offset where the earliest line of
+        a still-pending partial starts (a P line waiting for its F, across calls too), else
+        offset + len(data)."""
+        lines = data.split(b"\n")
+        if not lines[-1]:
+            lines.pop()  # the empty piece after the final newline
+        self.counts.lines += len(lines)
+        if self.format is None:
+            first = next((line for line in lines if line), None)
+            if first is not None:
+                self.format = "docker" if first.startswith(b"{") else "cri"
+        out: list[ParsedLine] = []
+        if self.format == "cri":
+            self._parse_cri(lines, len(data) <= self._max and data.isascii(), out)
+        elif self.format == "docker":
+            self._parse_docker(lines, out)
+        else:
+            self.counts.blank += len(lines)
+        commit = offset + len(data)
+        for partial in (self._stdout, self._stderr):
+            if partial.parts:
+                if partial.index >= 0:
+                    partial.start = offset + sum(map(len, lines[: partial.index])) + partial.index
+                    partial.index = -1
+                commit = min(commit, partial.start)
+        return out, commit
+
+    def flush(self) -> list[ParsedLine]:
+        """The file is finished (rotated and drained, or deleted): emit pending partials as they
+        are."""
+        pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
+                         key=lambda p: p.start)
+        out = [(p.ts, self._clean(b"".join(p.parts)), p.stream) for p in pending]
+        for p in pending:
+            p.parts.clear()
+        return out
+
+    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine]) -> None:
+        # The hot path, so written for speed: locals instead of attributes, the common timestamp
+        # shape parsed inline, and no call but split, isdigit and int for a full line. `plain`
+        # says the whole chunk is ASCII and shorter than max_line_bytes: no line needs _clean.
+        cap = self._max
+        append = out.append
+        seconds = self._seconds.get
+        scale = _FRACTION_SCALE
+        stdout, stderr = self._stdout, self._stderr
+        stdout_parts, stderr_parts = stdout.parts, stderr.parts
+        blank = 0
+        for i, line in enumerate(lines):
+            if not line:
+                blank += 1
+                continue
+            try:
+                t, s, tag, msg = line.split(b" ", 3)
+            except ValueError:
+                fields = line.split(b" ")
+                if len(fields) != 3:
+                    self._unparsable(line, out)
+                    continue
+                t, s, tag = fields  # "... stdout F" with the separator before the empty message
+                msg = b""
+            if s == b"stdout":
+                partial, parts, stream = stdout, stdout_parts, "stdout"
+            elif s == b"stderr":
+                partial, parts, stream = stderr, stderr_parts, "stderr"
+            else:
+                self._unparsable(line, out)
+                continue
+            # inline: cached seconds, "Z", 1-9 fraction digits; _timestamp does the rest
+            base = seconds(t[:19])
+            if (base is not None and t[-1] == 90 and t[19] == 46  # b"Z", b"."
+                    and (fraction := t[20:-1]).isdigit() and len(fraction) <= 9):
+                ts = base + int(fraction) * scale[len(fraction)]
+            elif (ts := self._timestamp(t)) is None:
+                self._unparsable(line, out)
+                continue
+            if tag == b"F" or tag[:2] == b"F:":
+                if parts:
+                    self._complete(partial, msg, out)
+                elif plain or (len(msg) <= cap and msg.isascii()):
+                    append((ts, msg, stream))
+                else:
+                    append((ts, self._clean(msg), stream))
+            elif tag == b"P" or tag[:2] == b"P:":
+                self._add_part(partial, ts, msg, i)
+            else:
+                self._unparsable(line, out)
+        self.counts.blank += blank
+
+    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine]) -> None:
+        loads = json.loads
+        for i, line in enumerate(lines):
+            if not line:
+                self.counts.blank += 1
+                continue
+            try:
+                record = loads(line)
+            except (ValueError, RecursionError):  # JSON and UTF-8 errors are ValueErrors
+                self._unparsable(line, out)
+                continue
+            if type(record) is not dict:
+                self._unparsable(line, out)
+                continue
+            log, stream, t = record.get("log"), record.get("stream"), record.get("time")
+            ts = (self._timestamp(t.encode()) if isinstance(t, str) and t.isascii() else None)
+            if not isinstance(log, str) or stream not in ("stdout", "stderr") or ts is None:
+                self._unparsable(line, out)
+                continue
+            # surrogatepass: a "\ud800" escape decodes to a lone surrogate; _clean replaces it
+            msg = log.encode("utf-8", "surrogatepass")
+            partial = self._stdout if stream == "stdout" else self._stderr
+            if not msg.endswith(b"\n"):  # Docker splits long lines into records of 16 KiB
+                self._add_part(partial, ts, msg, i)
+            elif partial.parts:
+                self._complete(partial, msg[:-1], out)
+            else:
+                out.append((ts, self._clean(msg[:-1]), partial.stream))
+
+    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int) -> None:
+        if not partial.parts:
+            partial.ts, partial.index, partial.size = ts, index, 0
+        if partial.size <= self._max:  # bounded: later parts are consumed but not kept
+            partial.parts.append(msg)
+            partial.size += len(msg)
+
+    def _complete(self, partial: _Partial, last: bytes, out: list[ParsedLine]) -> None:
+        if partial.size <= self._max:
+            partial.parts.append(last)
+        line = b"".join(partial.parts)
+        partial.parts.clear()
+        out.append((partial.ts, self._clean(line), partial.stream))
+
+    def _unparsable(self, line: bytes, out: list[ParsedLine]) -> None:
+        self.counts.unparsable += 1
+        out.append((self._now_ns(), self._clean(line), "stdout"))
+
+    def _clean(self, line: bytes) -> bytes:
+        """Cut to max_line_bytes at a character boundary and replace invalid UTF-8."""
+        cap = self._max
+        truncated = len(line) > cap
+        if truncated:
+            line = line[: _char_boundary(line, cap)]
+        if not line.isascii():
+            try:
+                line.decode()
+            except UnicodeDecodeError:
+                self.counts.invalid_utf8 += 1
+                line = line.decode(errors="replace").encode()
+                if len(line) > cap:  # each replacement takes 3 bytes where 1-3 were
+                    truncated = True
+                    line = line[: _char_boundary(line, cap)]
+        if truncated:
+            self.counts.truncated += 1
+        return line
+
+    def _timestamp(self, t: bytes) -> int | None:
+        """RFC3339 with 0-9 fraction digits and a 'Z' or +hh:mm zone, to exact ns; None if bad."""
+        n = len(t)
+        if n < 20:
+            return None
+        if t[n - 1] == 90:  # b"Z"
+            end = n - 1
+            key = t[:19]
+        else:
+            end = n - 6
+            key = t[:19] + t[end:]
+        base = self._seconds.get(key)
+        if base is None:
+            base = self._seconds_ns(key)
+            if base is None:
+                return None
+        if end == 19:
+            return base
+        if 21 <= end <= 29 and t[19] == 46:  # b"."
+            fraction = t[20:end]
+            if fraction.isdigit():
+                return base + int(fraction) * _FRACTION_SCALE[end - 20]
+        return None
+
+    def _seconds_ns(self, key: bytes) -> int | None:
+        m = _SECONDS_RE.fullmatch(key)
+        if m is None:
+            return None
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+        sign, zone_hours, zone_minutes = m.group(7, 8, 9)
+        if not (year >= 1 and 1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 59
+                and 1 <= day <= calendar.monthrange(year, month)[1]):
+            return None
+        seconds = calendar.timegm((year, month, day, hour, minute, second))
+        if sign is not None:
+            zone_hours, zone_minutes = int(zone_hours), int(zone_minutes)
+            if zone_hours > 23 or zone_minutes > 59:
+                return None
+            # local time = UTC + offset, so UTC = local - offset
+            zone = zone_hours * 3600 + zone_minutes * 60
+            seconds -= zone if sign == b"+" else -zone
+        if len(self._seconds) >= _SECONDS_CACHE_MAX:
+            self._seconds.clear()
+        self._seconds[key] = seconds * 1_000_000_000
+        return self._seconds[key]
