@@ -1,0 +1,1 @@
+"""Test support shared by the suites: a Loki-protocol receiver and its message definitions."""
