@@ -1,0 +1,240 @@
+"""Push transport: a minimal HTTP/1.1 client on asyncio streams, one keep-alive connection.
+
+Measured CPU per keep-alive POST: httpx ~1 ms, aiohttp ~0.15 ms, asyncio streams ~0.02 ms; the
+push path is the hot network path, so this is all the HTTP the agent needs and no more.
+
+Exceptions:
+
+    TransportError           no usable HTTP answer: retry later
+    ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake)
+    ├── RequestTimeout       the whole exchange took longer than the timeout
+    ├── ConnectionLost       reset or closed before the answer was complete
+    └── ProtocolError        the answer is not HTTP/1.1 as we speak it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ssl import SSLContext
+from urllib.parse import urlsplit
+
+from shipper.config import TLSConfig
+
+MAX_BODY = 64 * 1024  # of an answer: Loki's are short; the rest of a longer one is not read
+_MAX_HEADERS = 100
+
+
+class TransportError(Exception):
+    """No usable HTTP answer."""
+
+
+class ConnectError(TransportError):
+    """Could not open a connection."""
+
+
+class RequestTimeout(TransportError):
+    """The whole exchange took longer than the timeout."""
+
+
+class ConnectionLost(TransportError):
+    """The connection was reset or closed before the answer was complete."""
+
+
+class ProtocolError(TransportError):
+    """The answer is not valid HTTP/1.1."""
+
+
+class _Stale(Exception):
+    """A reused connection failed before any answer byte: the server had closed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes  # at most MAX_BODY bytes
+
+
+def build_ssl_context(tls: TLSConfig) -> SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file or None)
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class HttpClient:
+    """POSTs to one URL over one reused connection; concurrent posts take turns."""
+
+    def __init__(self, url: str, *, timeout: float, ssl: SSLContext | None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl: SSLContext | None = None
+        if parts.scheme == "https":
+            self._ssl = ssl or build_ssl_context(TLSConfig())
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        default_port = self._port == (443 if self._ssl else 80)
+        authority = host if default_port else f"{host}:{self._port}"
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+        self._timeout = timeout
+        self._lock = asyncio.Lock()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """host:port, for messages: the URL may carry credentials, this never does."""
+        return f"{self._host}:{self._port}"
+
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
+        lines = [self._head, f"Content-Length: {len(body)}\r\n"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n")
+        request = "".join(lines).encode("latin-1") + body
+        async with self._lock:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    try:
+                        return await self._exchange(request)
+                    except _Stale:
+                        return await self._exchange(request)
+            except TimeoutError:
+                self._close()
+                raise RequestTimeout(
+                    f"no answer from {self.endpoint} within {self._timeout:g}s") from None
+            except BaseException:  # the connection's state is unknown: never reuse it
+                self._close()
+                raise
+
+    async def _exchange(self, request: bytes) -> HttpResponse:
+        reused = self._writer is not None and self._reader is not None
+        if not reused or self._reader is None or self._reader.at_eof():
+            self._close()
+            await self._connect()
+            reused = False
+        assert self._reader is not None and self._writer is not None
+        try:
+            self._writer.write(request)
+            await self._writer.drain()
+            status_line = await self._reader.readline()
+        except (ConnectionError, OSError) as exc:
+            self._close()
+            if reused:
+                raise _Stale from exc
+            raise ConnectionLost(f"connection to {self.endpoint} lost: {exc!r}") from None
+        if not status_line:
+            self._close()
+            if reused:
+                raise _Stale
+            raise ConnectionLost(f"{self.endpoint} closed the connection without answering")
+        try:
+            return await self._response(status_line)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            raise ConnectionLost(f"connection to {self.endpoint} lost: {exc!r}") from None
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise ProtocolError(f"bad answer from {self.endpoint}: {exc}") from None
+
+    async def _connect(self) -> None:
+        try:
+            self._reader, self._writer = await asyncio.open_connection(
+                self._host, self._port, ssl=self._ssl, limit=MAX_BODY)
+        except (OSError, ssl.SSLError) as exc:  # SSLError is an OSError; named for the reader
+            raise ConnectError(f"cannot connect to {self.endpoint}: {exc}") from None
+
+    async def _response(self, status_line: bytes) -> HttpResponse:
+        assert self._reader is not None
+        reader = self._reader
+        while True:
+            version, status = _status(status_line)
+            headers = await _headers(reader)
+            if status >= 200:
+                break
+            status_line = await reader.readline()  # 1xx: the real answer follows
+        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        if status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body, complete = await _chunked(reader)
+            keep = keep and complete
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            if length < 0:
+                raise ValueError("negative Content-Length")
+            body = await reader.readexactly(min(length, MAX_BODY))
+            keep = keep and length <= MAX_BODY
+        else:  # delimited by the server closing the connection
+            body = await reader.read(MAX_BODY)
+            keep = False
+        if not keep:
+            self._close()
+        return HttpResponse(status, headers, body)
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+        self._reader = self._writer = None
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            writer, self._writer, self._reader = self._writer, None, None
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+def _status(line: bytes) -> tuple[str, int]:
+    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ValueError(f"bad status line {line[:80]!r}")
+    return version, int(code)
+
+
+async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for _ in range(_MAX_HEADERS):
+        line = await reader.readline()
+        if not line.endswith(b"\n"):
+            raise asyncio.IncompleteReadError(line, None)
+        if line in (b"\r\n", b"\n"):
+            return headers
+        name, sep, value = line.decode("latin-1").partition(":")
+        if not sep:
+            raise ValueError(f"bad header line {line[:80]!r}")
+        headers[name.strip().lower()] = value.strip()
+    raise ValueError(f"more than {_MAX_HEADERS} headers")
+
+
+async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """The body up to MAX_BODY, and whether it was read to its end (the connection reusable)."""
+    body = bytearray()
+    while True:
+        size_line = await reader.readline()
+        size = int(size_line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return bytes(body), True
+        if len(body) + size > MAX_BODY:
+            body += await reader.readexactly(MAX_BODY - len(body))
+            return bytes(body), False
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)  # CRLF after each chunk
+
+
+__all__ = ["MAX_BODY", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
+           "ProtocolError", "RequestTimeout", "TransportError", "build_ssl_context"]
