@@ -22,8 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import cramjam
-import grpc_tools
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+import grpc_tools  # type: ignore[import-untyped]
+from google.protobuf import (  # type: ignore[import-untyped]
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+)
 from grpc_tools import protoc
 
 PUSH_PATH = "/loki/api/v1/push"
@@ -116,7 +120,7 @@ class Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
