@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics_core import Metric
 
 from shipper import __version__
 
@@ -15,8 +25,10 @@ class Metrics:
     Cardinality is bounded: hot counters carry no per-line, per-file or per-pod label; only the
     per-file size/acknowledged gauges carry `path`, and they are removed when the file goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: str = "") -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
+        # process_cpu_seconds_total, process_resident_memory_bytes...: the budget's evidence.
+        ProcessCollector(registry=r)
         self.read_bytes = Counter("shipper_read_bytes", "Bytes read from log files.", registry=r)
         self.read_lines = Counter("shipper_read_lines", "Raw lines read from log files.",
                                   registry=r)
@@ -72,14 +84,37 @@ class Metrics:
         self.kube_watch_restarts = Counter(
             "shipper_kube_watch_restarts", "Pod watch restarts by reason.", ["reason"],
             registry=r)
-        self.build_info = Gauge("shipper_build_info", "Always 1; labels say what runs.",
-                                ["version", "python_version"], registry=r)
-        self.build_info.labels(__version__, platform.python_version()).set(1)
+        # `node` lets dashboards name each scrape target by its node (join on instance), whatever
+        # labels the Prometheus setup attaches; one series per process, so no cardinality cost.
+        self.build_info = Gauge("shipper_build_info", "Always 1; labels say what runs where.",
+                                ["version", "python_version", "node"], registry=r)
+        self.build_info.labels(__version__, platform.python_version(), node).set(1)
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus' text format, without the `_created` series."""
+        return generate_latest(_WithoutCreated(self.registry))
 
     def forget_file(self, path: str) -> None:
         """Remove a closed file's series, so dashboards never show stale lag."""
         for gauge in (self.file_bytes, self.file_acked_bytes):
-            try:
+            with contextlib.suppress(KeyError):  # older prometheus-client raise if absent
                 gauge.remove(path)
-            except KeyError:
-                pass
+
+
+class _WithoutCreated:
+    """A view of a registry that leaves out OpenMetrics `_created` samples. In the text format
+    prometheus_client turns each into one more gauge series per counter and histogram child:
+    noise that Promtail's metrics do not have. Filtered here rather than through
+    prometheus_client.disable_created_metrics(), which changes every registry in the process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            created = family.name + "_created"
+            kept = [s for s in family.samples if s.name != created]
+            if len(kept) != len(family.samples):
+                family = Metric(family.name, family.documentation, family.type, family.unit)
+                family.samples = kept
+            yield family

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from shipper.metrics import Metrics
 
@@ -60,10 +60,11 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self._metrics.registry)
+            return "200 OK", CONTENT_TYPE_LATEST, self._metrics.exposition()
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/ready":
             ok, why = self._ready()
-            return ("200 OK" if ok else "503 Service Unavailable"), "text/plain", (why + "\n").encode()
+            status = "200 OK" if ok else "503 Service Unavailable"
+            return status, "text/plain", (why + "\n").encode()
         return "404 Not Found", "text/plain", b"try /metrics, /healthz or /ready\n"
