@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -43,7 +44,7 @@ class Agent:
     def __init__(self, config: Config, *, out: TextIO = sys.stdout, once: bool = False) -> None:
         self.config = config
         self.once = once
-        self.metrics = Metrics()
+        self.metrics = Metrics(node=config.kubernetes.node_name)
         self.positions = Positions(config.positions.path, self.metrics)
         self.pods: PodCache | None = None
         if config.kubernetes_enabled:
@@ -59,6 +60,7 @@ class Agent:
         self._tailer_tasks: set[asyncio.Task[None]] = set()
         self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
         self._ctx: TailContext | None = None
+        self.server = HealthServer(config.server.listen, self.metrics, self.ready)
         self.started = False
 
     def _pusher(self, out: TextIO) -> Pusher:
@@ -92,8 +94,7 @@ class Agent:
         self._ctx = TailContext(self.config.inputs, self.enricher, self.batcher, self.flow,
                                 self.positions, self.metrics, self.positions.load(),
                                 poll_interval=self.config.inputs.rescan_interval)
-        server = HealthServer(self.config.server.listen, self.metrics, self.ready)
-        await server.start()
+        await self.server.start()
         background = [asyncio.create_task(self._save_positions(), name="positions")]
         if self.pods is not None:
             from shipper.kube.watch import PodWatcher
@@ -116,7 +117,7 @@ class Agent:
                 log.info("stopping: no more reading; pushing what is batched")
         finally:
             await self._shutdown(deliver, background)
-            await server.stop()
+            await self.server.stop()
 
     async def _shutdown(self, deliver: asyncio.Task[None],
                         background: list[asyncio.Task[None]]) -> None:
@@ -158,6 +159,8 @@ class Agent:
 
     def _rescan(self) -> None:
         assert self._ctx is not None
+        for tailer in self.tailers.values():
+            tailer.notice()
         for path in self.discoverer.paths():
             real = os.path.realpath(path)
             if real in self.tailers:
@@ -179,7 +182,7 @@ class Agent:
             self.tailers[real] = tailer
             task = asyncio.create_task(tailer.run(self.once), name=f"tail {path}")
             self._tailer_tasks.add(task)
-            task.add_done_callback(lambda t, real=real: self._tailer_done(real, t))
+            task.add_done_callback(functools.partial(self._tailer_done, real))
 
     def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
         self._tailer_tasks.discard(task)
@@ -195,4 +198,5 @@ class Agent:
         dirs = {os.path.dirname(p) for p in paths}
         for tailer in self.tailers.values():
             if tailer.path in paths or os.path.dirname(tailer.realpath) in dirs:
+                tailer.notice()
                 tailer.wake()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -131,10 +132,8 @@ class Batcher:
             elif self._closing:
                 return None
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def settle(self, batch: Batch) -> None:
         """The batch was acknowledged or dropped for good: release its memory and tickets."""

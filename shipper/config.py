@@ -174,7 +174,7 @@ def _size(key: str, value: object) -> int:
 def _convert(key: str, hint: Any, value: object) -> Any:
     origin = get_origin(hint)
     if origin is Annotated:
-        base, marker = get_args(hint)[:2]
+        marker = get_args(hint)[1]
         return _duration(key, value) if marker == DURATION else _size(key, value)
     if dataclasses.is_dataclass(hint):
         return _build(key, typing.cast(type, hint), value)
@@ -231,7 +231,8 @@ def _check(config: Config) -> None:
     if not config.labels.stream:
         raise ConfigError("labels.stream", "at least one stream label is needed")
     if config.loki.url and not re.match(r"^https?://[^/\s]+", config.loki.url):
-        raise ConfigError("loki.url", f"expected an http:// or https:// URL, got {config.loki.url!r}")
+        raise ConfigError("loki.url",
+                          f"expected an http:// or https:// URL, got {config.loki.url!r}")
     for key, path in (("loki.bearer_token_file", config.loki.bearer_token_file),
                       ("loki.basic_auth.password_file", config.loki.basic_auth.password_file),
                       ("loki.tls.ca_file", config.loki.tls.ca_file),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -54,6 +55,10 @@ class _OpenFile:
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
 
 
+def _file_id(st: os.stat_result) -> FileId:
+    return FileId(st.st_dev, st.st_ino)
+
+
 class OpenFailed(Exception):
     """The path exists but cannot be opened (e.g. permission denied)."""
 
@@ -75,58 +80,82 @@ class Tailer:
         self.done = False  # no file left to read: the path is gone
 
     def open(self) -> None:
-        """Open the current file and any rotated predecessor with unread bytes that the saved
-        positions know (rotated while the agent was down). Raises OpenFailed or OSError."""
+        """Open the current file, after any rotated predecessor still to be read: those the
+        saved positions know with unread bytes, and generations newer than them that were
+        rotated away while the agent was down. Raises OpenFailed or OSError."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except PermissionError as exc:
             raise OpenFailed(exc.strerror) from None
         st = os.fstat(fd)
-        current = FileId(st.st_dev, st.st_ino)
-        for rotated in self._rotated_predecessors(current):
-            self._files.append(rotated)
-        known = self._ctx.positions.offset(current)  # live, if this file was seen since start
-        if known is None and (saved := self._ctx.saved.get(current)):
-            known = saved[1]
-        self._add(fd, current, self.path, known if known and known <= st.st_size else 0)
+        current = _file_id(st)
+        saved = self._ctx.saved
+        known = [sib for sib in self._siblings() if _file_id(sib[1]) in saved]
+        for path, sib in known:
+            offset = saved[_file_id(sib)][1]
+            if _file_id(sib) != current and offset < sib.st_size:
+                self._open_rotated(path, offset)
+        if known:  # anything rotated after the newest generation we knew was never read
+            self._open_unseen_generations(after=max(sib.st_mtime for _, sib in known),
+                                          current=current)
+        resume = self._ctx.positions.offset(current)  # live, if seen since start
+        if resume is None and current in saved:
+            resume = saved[current][1]
+        self._add(fd, current, self.path, resume if resume and resume <= st.st_size else 0)
 
-    def _rotated_predecessors(self, current: FileId) -> list[_OpenFile]:
+    def _siblings(self) -> list[tuple[str, os.stat_result]]:
+        """Rotated generations beside the file (0.log.<stamp>, not yet compressed), oldest
+        first."""
         directory, name = os.path.split(self.realpath)
-        found: list[tuple[float, _OpenFile]] = []
+        found = []
         try:
-            siblings = [e for e in os.scandir(directory)
-                        if e.name.startswith(name + ".") and not e.name.endswith(".gz")]
+            for entry in os.scandir(directory):
+                if entry.name.startswith(name + ".") and not entry.name.endswith(".gz"):
+                    with contextlib.suppress(OSError):
+                        found.append((entry.path, entry.stat()))
         except OSError:
             return []
-        for entry in siblings:
-            try:
-                fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            st = os.fstat(fd)
-            file = FileId(st.st_dev, st.st_ino)
-            saved = self._ctx.saved.get(file)
-            if file == current or saved is None or saved[1] >= st.st_size:
-                os.close(fd)
-                continue
-            log.info("resuming a file rotated while stopped", extra={"path": entry.path})
-            opened = self._add(fd, file, entry.path, saved[1], append=False)
-            opened.rotated_at = self._ctx.clock()
-            self._ctx.rotated_open += 1
-            found.append((st.st_mtime, opened))
-        return [f for _, f in sorted(found, key=lambda pair: pair[0])]
+        return sorted(found, key=lambda sibling: sibling[1].st_mtime)
 
-    def _add(self, fd: int, file: FileId, path: str, offset: int,
-             append: bool = True) -> _OpenFile:
+    def _open_unseen_generations(self, after: float, current: FileId) -> None:
+        """Rotated files last written after `after` that no tailer has opened: kubelet rotated
+        more than once before we looked. Read them whole, oldest first."""
+        open_ids = {f.file for f in self._files} | {current}
+        for path, sib in self._siblings():
+            if sib.st_mtime >= after and _file_id(sib) not in open_ids:
+                log.info("reading a generation rotated before it was opened",
+                         extra={"path": path})
+                self._open_rotated(path, 0)
+
+    def _open_rotated(self, path: str, offset: int) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            log.error("cannot open rotated file; its unread lines are lost",
+                      extra={"path": path, "error": exc.strerror})
+            return
+        st = os.fstat(fd)
+        opened = self._add(fd, _file_id(st), path, offset)
+        opened.rotated_at = self._ctx.clock()
+        self._ctx.rotated_open += 1
+
+    def _add(self, fd: int, file: FileId, path: str, offset: int) -> _OpenFile:
         if offset:
             os.lseek(fd, offset, os.SEEK_SET)
         opened = _OpenFile(fd, file, path, offset, FileParser(self._ctx.config.max_line_bytes),
                            line_start=offset)
         self._ctx.positions.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
-        if append:
-            self._files.append(opened)
+        self._files.append(opened)
         return opened
+
+    def notice(self) -> None:
+        """Look at the path now, even while reading is held back by a slow Loki: a successor
+        must be opened before kubelet rotates (and compresses) it in turn."""
+        if self._files and self._files[-1].rotated_at is None:
+            with contextlib.suppress(OSError):
+                if _file_id(os.stat(self.path)) != self._files[-1].file:
+                    self._rotated(self._files[-1])
 
     def wake(self) -> None:
         self._wake.set()
@@ -141,10 +170,8 @@ class Tailer:
                 self._wake.clear()
                 rotated_pending = len(self._files) > 1 or self._missing_since is not None
                 timeout = ROTATION_GRACE if rotated_pending else self._ctx.poll_interval
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
         finally:
             if once or not self.done:
                 self.close()
@@ -182,8 +209,9 @@ class Tailer:
                 self.done = not self._files
             return
         self._missing_since = None
-        if FileId(st.st_dev, st.st_ino) != current.file:
-            self._rotated(current)
+        if _file_id(st) != current.file:
+            if current.rotated_at is None:
+                self._rotated(current)
         elif cur.st_size < current.offset:
             self._truncated(current)
 
@@ -192,21 +220,22 @@ class Tailer:
         ctx = self._ctx
         current.rotated_at = ctx.clock()
         ctx.rotated_open += 1
-        if ctx.rotated_open > ctx.config.max_rotated_files:
-            oldest = self._files[0]
-            if oldest is not current:
-                log.error("too many rotated files open; giving up on one before its end",
-                          extra={"path": oldest.path, "offset": oldest.offset})
-                ctx.metrics.rotated_abandoned.inc()
-                self._files.remove(oldest)
-                self._close(oldest)
-                ctx.positions.finish(oldest.file)
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return  # gone again: the next pass treats the path as missing
-        st = os.fstat(fd)
-        self._add(fd, FileId(st.st_dev, st.st_ino), self.path, 0)
+        successor = _file_id(os.fstat(fd))
+        self._open_unseen_generations(after=os.fstat(current.fd).st_mtime, current=successor)
+        self._add(fd, successor, self.path, 0)
+        while ctx.rotated_open > ctx.config.max_rotated_files and len(self._files) > 1:
+            oldest = self._files[0]
+            log.error("too many rotated files open; giving up on one before its end",
+                      extra={"path": oldest.path, "offset": oldest.offset})
+            ctx.metrics.rotated_abandoned.inc()
+            self._files.remove(oldest)
+            self._close(oldest)
+            ctx.rotated_open -= 1
+            ctx.positions.finish(oldest.file)
         self.wake()
 
     def _truncated(self, f: _OpenFile) -> None:

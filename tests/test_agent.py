@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import signal
 import time
 from pathlib import Path
 
 import yaml
 
-from tests.support.agent import config_dict, make_config, running, start_subprocess, terminate, until
+from tests.support.agent import (
+    config_dict,
+    make_config,
+    running,
+    start_subprocess,
+    terminate,
+    until,
+)
 from tests.support.kubelet import PodLog
 from tests.support.loki_receiver import LokiReceiver, ReceivedEntry
 
@@ -28,7 +36,8 @@ def assert_exactly_once(entries: list[ReceivedEntry], expected: list[str]) -> No
     assert sorted(counts) == sorted(expected)
 
 
-def test_cri_and_docker_lines_arrive_once_with_labels_metadata_and_timestamps(tmp_path: Path) -> None:
+def test_cri_and_docker_lines_arrive_once_with_labels_metadata_and_timestamps(
+        tmp_path: Path) -> None:
     api = PodLog(tmp_path, "shop", "api-7d9f8b6c5d-x7k2p", "api")
     legacy = PodLog(tmp_path, "ops", "legacy-0", "agent", docker=True)
     ts_first = api.line("hello from api")
@@ -86,7 +95,8 @@ def test_rotation_truncation_and_deletion_while_running(tmp_path: Path) -> None:
             doomed.lines("last-words", 5)
             doomed.delete()
             expected = len(rotating.written) + len(truncated.written) + len(doomed.written)
-            await until(lambda: len(receiver.entries) >= expected)
+            with contextlib.suppress(AssertionError):  # the check below says what is missing
+                await until(lambda: len(receiver.entries) >= expected)
             await asyncio.sleep(0.5)  # anything extra (a duplicate) would show up by now
 
     with LokiReceiver() as receiver:

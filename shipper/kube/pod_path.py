@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass
 
 # /var/log/containers/<pod>_<namespace>_<container>-<64 hex container id>.log
-_CONTAINERS_RE = re.compile(r"/(?P<pod>[^/_]+)_(?P<ns>[^/_]+)_(?P<container>[^/]+)-[0-9a-f]{64}\.log$")
+_CONTAINERS_RE = re.compile(
+    r"/(?P<pod>[^/_]+)_(?P<ns>[^/_]+)_(?P<container>[^/]+)-[0-9a-f]{64}\.log$")
 # /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log (and rotated .log.<stamp>)
 _PODS_RE = re.compile(
     r"/(?P<ns>[^/_]+)_(?P<pod>[^/_]+)_(?P<uid>[0-9a-fA-F-]+)/(?P<container>[^/]+)/\d+\.log")

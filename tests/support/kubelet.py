@@ -47,7 +47,8 @@ class PodLog:
     @property
     def link(self) -> Path:
         cid = hashlib.sha256(f"{self.namespace}/{self.pod}/{self.container}".encode()).hexdigest()
-        return self.root / "var/log/containers" / f"{self.pod}_{self.namespace}_{self.container}-{cid}.log"
+        name = f"{self.pod}_{self.namespace}_{self.container}-{cid}.log"
+        return self.root / "var/log/containers" / name
 
     def _ts(self) -> int:
         self.next_ts += 1_000
