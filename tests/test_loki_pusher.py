@@ -310,13 +310,21 @@ def test_bearer_token_file_is_reread_when_it_rotates(tmp_path: Path) -> None:
     assert seen == ["Bearer token-one", "Bearer token-one", "Bearer token-two"]
 
 
-def test_an_unreadable_token_file_is_retried_not_dropped(tmp_path: Path) -> None:
+def test_an_unusable_token_file_is_retried_not_dropped(tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     token = tmp_path / "token"
-    with LokiReceiver() as receiver:
-        sleeps = Sleeps(lambda n: token.write_text("late-token"))
+    fixes = {1: lambda: token.write_text("tok-Xv3kP\r\nInjected: 1"),
+             2: lambda: token.write_text("late-token")}
+    with LokiReceiver() as receiver, caplog.at_level(logging.DEBUG, "shipper.loki.pusher"):
+        sleeps = Sleeps(lambda n: fixes[n]())
         result = push(receiver, batch("x"), sleep=sleeps, bearer_token_file=str(token))
+        assert receiver.requests == 1
         assert receiver.headers_seen[0]["Authorization"] == "Bearer late-token"
-    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 2)
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 3)
+    errors = [r.error for r in caplog.records if hasattr(r, "error")]
+    assert "No such file or directory" in errors[0]
+    assert "characters not allowed in a header" in errors[1]
+    assert "tok-Xv3kP" not in caplog.text + str(errors)
 
 
 def test_secrets_never_reach_logs_errors_or_metrics(tmp_path: Path,

@@ -120,49 +120,42 @@ class HttpClient:
                 raise
 
     async def _exchange(self, request: bytes) -> HttpResponse:
-        reused = self._writer is not None and self._reader is not None
-        if not reused or self._reader is None or self._reader.at_eof():
+        reader, writer = self._reader, self._writer
+        reused = reader is not None and writer is not None and not reader.at_eof()
+        if not reused:
             self._close()
-            await self._connect()
-            reused = False
-        assert self._reader is not None and self._writer is not None
+            reader, writer = await self._connect()
+        assert reader is not None and writer is not None
         try:
-            self._writer.write(request)
-            await self._writer.drain()
-            status_line = await self._reader.readline()
-        except (ConnectionError, OSError) as exc:
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (OSError, asyncio.IncompleteReadError) as exc:
             self._close()
-            if reused:
+            partial = isinstance(exc, asyncio.IncompleteReadError) and exc.partial
+            if reused and not partial:
                 raise _Stale from exc
-            raise ConnectionLost(f"connection to {self.endpoint} lost: {exc!r}") from None
-        if not status_line:
-            self._close()
-            if reused:
-                raise _Stale
-            raise ConnectionLost(f"{self.endpoint} closed the connection without answering")
+            raise ConnectionLost(f"connection to {self.endpoint} lost before an answer: "
+                                 f"{exc!r}") from None
         try:
-            return await self._response(status_line)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+            return await self._response(reader, head)
+        except (OSError, asyncio.IncompleteReadError) as exc:
             raise ConnectionLost(f"connection to {self.endpoint} lost: {exc!r}") from None
         except (ValueError, asyncio.LimitOverrunError) as exc:
             raise ProtocolError(f"bad answer from {self.endpoint}: {exc}") from None
 
-    async def _connect(self) -> None:
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.open_connection(
                 self._host, self._port, ssl=self._ssl, limit=MAX_BODY)
-        except (OSError, ssl.SSLError) as exc:  # SSLError is an OSError; named for the reader
+        except OSError as exc:  # ssl.SSLError included: a failed handshake
             raise ConnectError(f"cannot connect to {self.endpoint}: {exc}") from None
+        return self._reader, self._writer
 
-    async def _response(self, status_line: bytes) -> HttpResponse:
-        assert self._reader is not None
-        reader = self._reader
-        while True:
-            version, status = _status(status_line)
-            headers = await _headers(reader)
-            if status >= 200:
-                break
-            status_line = await reader.readline()  # 1xx: the real answer follows
+    async def _response(self, reader: asyncio.StreamReader, head: bytes) -> HttpResponse:
+        version, status, headers = _head(head)
+        while status < 200:  # 1xx: the real answer follows
+            version, status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         if status in (204, 304):
             body = b""
@@ -196,27 +189,22 @@ class HttpClient:
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-def _status(line: bytes) -> tuple[str, int]:
-    version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
+    """Status line and headers (names lower-cased) of an answer, its blank line included."""
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
     code = rest[:3]
     if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise ValueError(f"bad status line {line[:80]!r}")
-    return version, int(code)
-
-
-async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:
+        raise ValueError(f"bad status line {status_line[:80]!r}")
+    if len(lines) > _MAX_HEADERS:
+        raise ValueError(f"more than {_MAX_HEADERS} headers")
     headers: dict[str, str] = {}
-    for _ in range(_MAX_HEADERS):
-        line = await reader.readline()
-        if not line.endswith(b"\n"):
-            raise asyncio.IncompleteReadError(line, None)
-        if line in (b"\r\n", b"\n"):
-            return headers
-        name, sep, value = line.decode("latin-1").partition(":")
+    for line in lines[:-2]:  # the split leaves two empty strings after the blank line
+        name, sep, value = line.partition(":")
         if not sep:
             raise ValueError(f"bad header line {line[:80]!r}")
         headers[name.strip().lower()] = value.strip()
-    raise ValueError(f"more than {_MAX_HEADERS} headers")
+    return version, int(code), headers
 
 
 async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:

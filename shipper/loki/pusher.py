@@ -59,8 +59,10 @@ class _SecretFile:
         st = os.stat(self._path)
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
-            self._value = Path(self._path).read_text(encoding="utf-8").strip()
-            self._stamp = stamp
+            value = Path(self._path).read_text(encoding="utf-8").strip()
+            if not (value.isascii() and value.isprintable()):  # never say what it holds
+                raise ValueError(f"{self._path} holds characters not allowed in a header")
+            self._value, self._stamp = value, stamp
         return self._value
 
 
@@ -122,6 +124,8 @@ class LokiPusher:
         self._headers = {"Content-Type": "application/x-protobuf",
                          "User-Agent": f"shipper/{__version__}"}
         if config.tenant_id:
+            if not (config.tenant_id.isascii() and config.tenant_id.isprintable()):
+                raise ValueError("loki.tenant_id must be printable ASCII")
             self._headers["X-Scope-OrgID"] = config.tenant_id
         self._token = _SecretFile(config.bearer_token_file) if config.bearer_token_file else None
         self._password = (_SecretFile(config.basic_auth.password_file)
@@ -151,8 +155,8 @@ class LokiPusher:
             retry_after: float | None = None
             try:
                 headers = self._request_headers()
-            except OSError as exc:  # unreadable credentials: fixable, so retried
-                failure = f"cannot read a credentials file: {exc.strerror}"
+            except (OSError, ValueError) as exc:  # fixable by the operator, so retried
+                failure = f"unusable credentials file: {exc}"
             else:
                 started = time.perf_counter()
                 try:
