@@ -17,7 +17,7 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 _SECRET_FIELD = re.compile(r"password|passwd|token|secret|authorization|api_?key|credential", re.I)
 _SECRET_TEXT = re.compile(r"(?<=://)[^/\s@]+@"  # https://user:password@host
                           r"|(?<=bearer )[\w.~+/=-]{8,}"
-                          r"|(?<=authorization: basic )[A-Za-z0-9+/=]+", re.I)
+                          r"|(?<=authorization: basic )[^\s)\]}\"',;]+", re.I)
 REDACTED = "<redacted>"
 
 

@@ -18,6 +18,10 @@ from prometheus_client.metrics_core import Metric
 
 from shipper import __version__
 
+# What exposition() writes: the classic text format. prometheus-client's CONTENT_TYPE_LATEST says
+# version=1.0.0 since 0.22 (UTF-8 names), which its own server only sends when negotiated.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
 
 class Metrics:
     """Every metric the agent exports. Named on Promtail's model so existing alerts port.

@@ -6,9 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST
-
-from shipper.metrics import Metrics
+from shipper.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class HealthServer:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, self._metrics.exposition()
+            return "200 OK", CONTENT_TYPE, self._metrics.exposition()
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/ready":

@@ -60,7 +60,7 @@ class Emitted:
 def emitted_metrics() -> dict[str, set[str]]:
     """Sample names as exposed in a live registry (process_* included), with their labels."""
     m = Metrics(node="node-1")
-    labels = {w.describe()[0].name: set(w._labelnames)  # no public accessor for label names
+    labels = {next(iter(w.describe())).name: set(w._labelnames)  # no public label-name accessor
               for w in vars(m).values() if isinstance(w, MetricWrapperBase)}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
                 "summary": ("_count", "_sum", ""), "gauge": ("",), "info": ("_info",)}
