@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 # (timestamp in ns since the epoch, the line as valid UTF-8, "stdout" | "stderr")
 ParsedLine = tuple[int, bytes, str]
 
-# RFC3339 seconds part plus an optional numeric zone: the cache key of _seconds_ns. A 'Z' zone
-# is left out of the key (it is the common case, and then the key is a plain 19-byte slice).
-_SECONDS_RE = re.compile(rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:([+-])(\d\d):(\d\d))?")
+# The cache key of a timestamp's seconds: its first 19 bytes, then "." if a fraction follows, then
+# the zone unless it is "Z". So the common "Z" with a fraction is keyed by one slice, t[:20].
+_SECONDS_RE = re.compile(
+    rb"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.?(?:([+-])(\d\d):(\d\d))?")
 # ns per unit of the last fraction digit, by number of fraction digits
 _FRACTION_SCALE: tuple[int, ...] = tuple(10 ** (9 - digits) for digits in range(10))
 _SECONDS_CACHE_MAX = 4096
@@ -138,13 +139,16 @@ class FileParser:
                 self._unparsable(line, out)
                 continue
             # inline: cached seconds, "Z", 1-9 fraction digits; _timestamp does the rest
-            base = seconds(t[:19])
-            if (base is not None and t[-1] == 90 and t[19] == 46  # b"Z", b"."
+            base = seconds(t[:20])
+            if (base is not None and t[-1] == 90  # b"Z"
                     and (fraction := t[20:-1]).isdigit() and len(fraction) <= 9):
                 ts = base + int(fraction) * scale[len(fraction)]
-            elif (ts := self._timestamp(t)) is None:
-                self._unparsable(line, out)
-                continue
+            else:
+                parsed = self._timestamp(t)
+                if parsed is None:
+                    self._unparsable(line, out)
+                    continue
+                ts = parsed
             if tag == b"F" or tag[:2] == b"F:":
                 if parts:
                     self._complete(partial, msg, out)
@@ -226,27 +230,24 @@ class FileParser:
 
     def _timestamp(self, t: bytes) -> int | None:
         """RFC3339 with 0-9 fraction digits and a 'Z' or +hh:mm zone, to exact ns; None if bad."""
-        n = len(t)
-        if n < 20:
-            return None
-        if t[n - 1] == 90:  # b"Z"
-            end = n - 1
-            key = t[:19]
+        if t.endswith(b"Z"):
+            zone, end = b"", len(t) - 1
         else:
-            end = n - 6
-            key = t[:19] + t[end:]
+            zone, end = t[-6:], len(t) - 6
+        if end == 19:
+            key, fraction = t[:19] + zone, b""
+        elif 21 <= end <= 29:
+            key, fraction = t[:20] + zone, t[20:end]  # t[:20] ends in "." or is refused
+            if not fraction.isdigit():
+                return None
+        else:
+            return None
         base = self._seconds.get(key)
         if base is None:
             base = self._seconds_ns(key)
             if base is None:
                 return None
-        if end == 19:
-            return base
-        if 21 <= end <= 29 and t[19] == 46:  # b"."
-            fraction = t[20:end]
-            if fraction.isdigit():
-                return base + int(fraction) * _FRACTION_SCALE[end - 20]
-        return None
+        return base + int(fraction) * _FRACTION_SCALE[len(fraction)] if fraction else base
 
     def _seconds_ns(self, key: bytes) -> int | None:
         m = _SECONDS_RE.fullmatch(key)
