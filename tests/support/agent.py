@@ -9,9 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -65,11 +65,14 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def start_subprocess(config_path: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_subprocess(config_path: Path, *args: str, prefix: Sequence[str] = (),
+                     stderr: IO[bytes] | int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """`prefix`: a command that wraps the agent's (e.g. setpriv to drop privileges)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SHIPPER_LOKI_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "shipper", "run", "--config", str(config_path),
-                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([*prefix, sys.executable, "-m", "shipper", "run", "--config",
+                             str(config_path), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=stderr)
 
 
 def terminate(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,6 +110,19 @@ class PodLog:
         os.rename(self.file, rotated)
         self.file.touch()
         return rotated
+
+    def rotated(self) -> list[Path]:
+        """The rotated generations still on disk (plain or gzipped), oldest first."""
+        return sorted(self.file.parent.glob("0.log.*"))
+
+    def compress_rotated(self) -> None:
+        """What kubelet does after a rotation: keep the newest rotated file plain, gzip the
+        older ones and delete their plain copies (an open descriptor still reads them)."""
+        plain = [p for p in self.rotated() if p.suffix != ".gz"]
+        for path in plain[:-1]:
+            with open(path, "rb") as src, gzip.open(f"{path}.gz", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            path.unlink()
 
     def truncate(self) -> None:
         os.truncate(self.file, 0)
