@@ -335,13 +335,14 @@ def test_secrets_never_reach_logs_errors_or_metrics(tmp_path: Path,
     secrets.append(base64.b64encode(f"user:{secrets[0]}".encode()).decode())
     metrics = Metrics()
     with LokiReceiver() as receiver, caplog.at_level(logging.DEBUG):
-        for auth in ({"basic_auth": BasicAuthConfig("user", str(tmp_path / "pw"))},
-                     {"bearer_token_file": str(tmp_path / "tok")}):
-            receiver.fail_next(1, 503)
-            receiver.reset()
-            sleeps = Sleeps(lambda n: receiver.accept() if n == 2 else None)
+        for auth, sent in (({"basic_auth": BasicAuthConfig("user", str(tmp_path / "pw"))},
+                            (secrets[0], secrets[2])),
+                           ({"bearer_token_file": str(tmp_path / "tok")}, (secrets[1],))):
+            echo = f"you sent {' and '.join(sent)}"  # a Loki (or a proxy) echoing them
+            receiver.fail(503, body=echo)
+            sleeps = Sleeps(lambda n: receiver.reset() if n == 1 else receiver.accept())
             push(receiver, batch("x"), sleep=sleeps, metrics=metrics, **auth)
-            receiver.fail(401, body="no")
+            receiver.fail(401, body=echo)
             push(receiver, batch("y"), metrics=metrics, **auth)
         seen = " ".join(h.get("Authorization", "") for h in receiver.headers_seen)
     assert all(secret in seen for secret in secrets[1:])  # they were sent...
@@ -351,6 +352,7 @@ def test_secrets_never_reach_logs_errors_or_metrics(tmp_path: Path,
         assert secret not in text
         assert secret not in exposition
     assert "Authorization" not in text
+    assert "you sent <redacted>" in text  # Loki's answer is still logged, masked
 
 
 def test_dry_run_prints_one_json_object_per_entry() -> None:

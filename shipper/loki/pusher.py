@@ -107,6 +107,8 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
 
 
 class LokiPusher:
+    """Pushes batches over one keep-alive connection; one push at a time is the intended use."""
+
     def __init__(self, config: LokiConfig, metrics: Metrics, *,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic,
@@ -132,16 +134,29 @@ class LokiPusher:
                           if config.basic_auth.password_file else None)
         self.failing_since: float | None = None  # clock() at the first failure of this streak
         self._failure = ""  # what the current streak is failing with, for the recovery log
+        self._secrets: tuple[str, ...] = ()  # as last sent: masked wherever Loki echoes them
 
     def _request_headers(self) -> dict[str, str]:
         headers = dict(self._headers)
         if self._token is not None:
-            headers["Authorization"] = f"Bearer {self._token.read()}"
+            token = self._token.read()
+            headers["Authorization"] = f"Bearer {token}"
+            self._secrets = (token,)
         elif self._config.basic_auth.username:
             password = self._password.read() if self._password is not None else ""
             pair = f"{self._config.basic_auth.username}:{password}".encode()
-            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode('ascii')}"
+            encoded = base64.b64encode(pair).decode("ascii")
+            headers["Authorization"] = f"Basic {encoded}"
+            self._secrets = (encoded, password)
         return headers
+
+    def _answer(self, body: bytes) -> str:
+        """Loki's message for logs: its start, with any echo of our credentials masked."""
+        message = body.decode("utf-8", "replace")
+        for secret in self._secrets:
+            if secret:
+                message = message.replace(secret, "<redacted>")
+        return message[:MESSAGE_LIMIT]
 
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> PushResult:
@@ -169,7 +184,7 @@ class LokiPusher:
                     status = response.status
                     if 200 <= status < 300:
                         return self._delivered(status, attempts, entries, line_bytes)
-                    message = response.body.decode("utf-8", "replace")[:MESSAGE_LIMIT]
+                    message = self._answer(response.body)
                     if status != 429 and status < 500:
                         return self._rejected(status, attempts, entries, line_bytes, message)
                     failure = f"HTTP {status}: {message.strip()}"[:MESSAGE_LIMIT]

@@ -1,1 +1,1 @@
-"""Test support shared by the suites: a Loki-protocol receiver and its message definitions."""
+"""Helpers shared by the test suites: fake kubelet logs, a Loki-protocol receiver, agent runners."""
