@@ -304,6 +304,18 @@ def test_grafana_datasource_points_at_the_loki_service() -> None:
     assert url.port == 3100
 
 
+def test_rollback_deletes_the_provisioned_datasource() -> None:
+    (config_map,) = objects("rollback/remove-grafana-datasource.yaml")
+    kubernetes_validate.validate(config_map, K8S_VERSIONS[-1], strict=True)
+    provisioned = find("grafana-datasource.yaml", "ConfigMap", "grafana-datasource-loki")
+    # same name, label and key: applying it replaces the provisioning file the sidecar loaded
+    assert config_map["metadata"] == provisioned["metadata"]
+    assert config_map["data"].keys() == provisioned["data"].keys()
+    (text,) = config_map["data"].values()
+    (source,) = yaml.safe_load(next(iter(provisioned["data"].values())))["datasources"]
+    assert yaml.safe_load(text)["deleteDatasources"] == [{"name": source["name"], "orgId": 1}]
+
+
 # --- image --------------------------------------------------------------------------------------
 
 
