@@ -186,6 +186,8 @@ class Tailer:
         """One pass: every open file to EOF, oldest first; then look at the path."""
         for f in list(self._files):
             await self._read_to_eof(f)
+            if f not in self._files:
+                continue  # abandoned meanwhile (max_rotated_files): its descriptor is closed
             if f.rotated_at is not None and self._ctx.clock() - f.rotated_at >= ROTATION_GRACE:
                 self._finish(f)
         if self._files:
@@ -230,13 +232,18 @@ class Tailer:
         while ctx.rotated_open > ctx.config.max_rotated_files and len(self._files) > 1:
             oldest = self._files[0]
             log.error("too many rotated files open; giving up on one before its end",
-                      extra={"path": oldest.path, "offset": oldest.offset})
+                      extra={"path": self._renamed_to(oldest), "offset": oldest.offset})
             ctx.metrics.rotated_abandoned.inc()
             self._files.remove(oldest)
             self._close(oldest)
             ctx.rotated_open -= 1
             ctx.positions.finish(oldest.file)
         self.wake()
+
+    def _renamed_to(self, f: _OpenFile) -> str:
+        """The name a rotated file has now (it was opened under the path its successor took)."""
+        names = [path for path, sib in self._siblings() if _file_id(sib) == f.file]
+        return names[0] if names else f.path
 
     def _truncated(self, f: _OpenFile) -> None:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
@@ -273,6 +280,8 @@ class Tailer:
             await ctx.flow.acquire(chunk_bytes)
             reserved = chunk_bytes
             try:
+                if f not in self._files:  # abandoned while we waited: f.fd may be reused
+                    return
                 data = os.read(f.fd, chunk_bytes)
                 if not data:
                     return
