@@ -59,7 +59,7 @@ export function deployLogStack(args: LogStackArgs): LogStack {
 
 /**
  * One step of the documented order. Every resource of the step depends on every resource of the
- * steps before, stated on each resource rather than only on the step's component, so the order
+ * step before, stated on each resource rather than only on the step's component, so the order
  * does not rest on how a component's dependsOn reaches children that ConfigGroup creates
  * asynchronously. The engine records each edge: `pulumi up` creates Loki, then the agent, then
  * Grafana's provisioning, and `pulumi destroy` removes them the other way round.
