@@ -1,0 +1,112 @@
+"""Faults: SIGTERM while Loki is slow, and a positions directory that cannot be written."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.support.agent import make_config, running, start_subprocess, terminate, until
+from tests.support.faults import (
+    assert_none_missing,
+    beyond_saved,
+    get,
+    line_ends,
+    saved_positions,
+    write_config,
+)
+from tests.support.kubelet import PodLog
+from tests.support.loki_receiver import LokiReceiver
+
+STALL = 0.4  # s per push: Loki is slow
+DEADLINE = 1.0  # s: shutdown.deadline, shorter than the backlog takes to deliver
+
+
+def test_sigterm_under_load_saves_exactly_what_was_acknowledged(tmp_path: Path) -> None:
+    pods = [PodLog(tmp_path, "stop", f"app-{i}", f"c{i}") for i in range(2)]
+    for pod in pods:
+        pod.lines(pod.container, 5000)
+    expected = [m for p in pods for m in p.written]
+    positions = tmp_path / "positions.json"
+    with LokiReceiver() as receiver:
+        config = write_config(tmp_path, receiver.url, inputs={"read_chunk_bytes": "16KiB"},
+                              batch={"max_bytes": "64KiB"},
+                              shutdown={"deadline": f"{DEADLINE}s"})
+        receiver.stall(STALL)
+        agent = start_subprocess(config)
+        try:
+            assert receiver.wait_for(lambda e: len(e) > 1000, timeout=15)
+        finally:
+            stopping = time.monotonic()
+            code, err = terminate(agent)
+            stopped_in = time.monotonic() - stopping
+        assert code == 0, err
+        assert "shutdown deadline reached" in err  # the backlog was bigger than the deadline
+        time.sleep(STALL + 0.2)  # the push cut off at the deadline is stored all the same
+        before = [e.line for e in receiver.entries]
+        ends = line_ends(p.file for p in pods)
+        saved = saved_positions(positions)
+        # Everything the positions cover was delivered: nothing acknowledged-but-unsaved is
+        # skipped, and nothing unacknowledged is recorded as done.
+        covered = [m for m in expected if ends[m][1] <= saved.get(ends[m][0], 0)]
+        assert covered and set(covered) <= set(before)
+        in_flight = beyond_saved(before, ends, saved)
+        receiver.accept()
+        agent = start_subprocess(config)
+        try:
+            assert receiver.wait_for(lambda e: len({x.line for x in e}) >= len(expected), 20)
+            time.sleep(0.3)
+        finally:
+            code, err = terminate(agent)
+        assert code == 0, err
+    duplicates = assert_none_missing(receiver.entries, expected, "sigterm under load")
+    print(f"  stopped in {stopped_in:.2f}s (deadline {DEADLINE}s); in flight at the deadline: "
+          f"{in_flight}")
+    assert duplicates == in_flight
+    assert stopped_in < DEADLINE + 3  # the deadline bounds the stop (generous: CI is slow)
+
+
+def test_unwritable_positions_keep_shipping_report_not_ready_and_recover(
+        tmp_path: Path) -> None:
+    pod = PodLog(tmp_path, "disk", "app-0", "app")
+    directory = tmp_path / "state"
+    positions = directory / "positions.json"
+
+    async def ready(port: int) -> tuple[int, str]:
+        return await asyncio.to_thread(get, port, "/ready")
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        config = make_config(tmp_path, receiver.url, positions={"path": str(positions)})
+        async with running(config) as agent:
+            port = agent.server.port
+            assert port is not None
+            pod.lines("before", 100)
+            await until(lambda: len(receiver.entries) >= 100)
+            await until(lambda: positions.exists())
+            assert (await ready(port))[0] == 200
+            # The directory goes away and a regular file takes its name: as root, the one
+            # sure way to make a write fail (permission bits do not stop root).
+            directory.rename(tmp_path / "state.saved")
+            directory.write_text("not a directory")
+            pod.lines("during", 100)
+            await until(lambda: len(receiver.entries) >= 200)  # shipping goes on
+            await until(lambda: agent.positions.write_error is not None)
+            status, why = await ready(port)
+            assert status == 503 and "positions not writable" in why, why
+            errors = agent.metrics.registry.get_sample_value(
+                "shipper_positions_write_errors_total")
+            await until(lambda: agent.metrics.registry.get_sample_value(
+                "shipper_positions_write_errors_total") != errors)  # retried, still failing
+            directory.unlink()
+            (tmp_path / "state.saved").rename(directory)
+            await until(lambda: agent.positions.write_error is None)
+            assert (await ready(port))[0] == 200
+            pod.lines("after", 100)
+            await until(lambda: len(receiver.entries) >= 300)
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert assert_none_missing(entries, pod.written, "positions unwritable") == 0
+    st = pod.file.stat()
+    assert saved_positions(positions) == {line_ends([pod.file])["after 0000099"][0]: st.st_size}
