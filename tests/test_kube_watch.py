@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import typing
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -275,3 +276,12 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     broken.write_text("clusters: 12\n")
     with pytest.raises(ConfigError, match=r"kubernetes\.kubeconfig"):
         PodWatcher(KubernetesConfig(kubeconfig=str(broken), node_name=NODE), cache, metrics)
+
+
+def test_the_fake_serves_pods_the_kubernetes_schema_accepts() -> None:
+    from lightkube.resources.core_v1 import Pod  # validates every required field on decode
+
+    raw = make_pod("web-1", "shop", NODE, owner_kind="ReplicaSet", owner_name="web-7d4b9c8f6",
+                   containers=("app", "proxy"))
+    pod = typing.cast(Pod, Pod.from_dict(raw))
+    assert pod.spec is not None and [c.name for c in pod.spec.containers] == ["app", "proxy"]

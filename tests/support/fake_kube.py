@@ -64,6 +64,7 @@ def make_pod(name: str, namespace: str = "default", node: str = "node-a", *, uid
                            ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
             "containerStatuses": [{
                 "name": c, "ready": True, "restartCount": 0, "started": True,
+                "imageID": f"registry.example.com/{c}@sha256:{uuid.uuid4().hex * 2}",
                 "image": f"registry.example.com/{c}:1.2.3",
                 "containerID": f"containerd://{uuid.uuid4().hex}{uuid.uuid4().hex}",
                 "state": {"running": {"startedAt": "2024-05-01T12:00:01Z"}},
