@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import sys
 import tempfile
 
@@ -25,6 +26,11 @@ def _run(config: Config, once: bool) -> int:
     from shipper.logs import setup_logging
 
     setup_logging(config.log.level)
+    # The pipeline allocates millions of short-lived tuples; at the default threshold (700) the
+    # cyclic collector ran thousands of times a second over them (measured: up to 30% of CPU).
+    # Objects from startup are frozen out of its sight; young ones are collected less often.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     asyncio.run(Agent(config, once=once).run())
     return 0
 

@@ -89,7 +89,7 @@ class Batcher:
             batch = self._batch_for(size)
             if chunk.labels is not None and batch.size + size <= self._config.max_bytes:
                 batch.add(ticket, chunk.labels, entries, size)
-                batch.line_bytes += size - chunk.overhead * len(entries)
+                batch.line_bytes += chunk.line_bytes
             else:
                 self._add_split(chunk)
             if batch.entries >= self._config.size or self._full:

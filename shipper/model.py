@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 # One log line on its way to Loki: (timestamp in ns since the epoch, the line as valid UTF-8,
 # the stream it belongs to). A plain tuple because millions are made per minute on the hot path.
@@ -53,8 +54,12 @@ class Chunk:
     entries: list[Entry] = field(default_factory=list)
     overhead: int = 0  # estimated encoded bytes per entry beyond its line (timestamp, metadata)
     labels: str | None = None  # set when every entry goes to this one Loki stream (the default)
+    line_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.line_bytes = sum(map(len, map(itemgetter(1), self.entries)))  # C speed: hot path
 
     @property
     def size(self) -> int:
         """Estimated encoded bytes: what the memory bound and batch.max_bytes count."""
-        return sum(len(e[1]) for e in self.entries) + self.overhead * len(self.entries)
+        return self.line_bytes + self.overhead * len(self.entries)

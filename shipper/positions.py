@@ -95,7 +95,9 @@ class Positions:
 
     def _forget(self, file: FileId) -> None:
         track = self._tracks.pop(file)
-        self._metrics.forget_file(track.path)
+        # A rotated file shares its path with its successor: keep the successor's series.
+        if all(other.path != track.path for other in self._tracks.values()):
+            self._metrics.forget_file(track.path)
 
     def offset(self, file: FileId) -> int | None:
         track = self._tracks.get(file)

@@ -272,44 +272,49 @@ class Tailer:
         self._ctx.metrics.files_active.dec()
 
     async def _read_to_eof(self, f: _OpenFile) -> None:
-        ctx = self._ctx
-        chunk_bytes = ctx.config.read_chunk_bytes
-        cap = ctx.config.max_line_bytes + 4096  # room for the CRI/Docker envelope of a line
-        while True:
+        flow, chunk_bytes = self._ctx.flow, self._ctx.config.read_chunk_bytes
+        while f in self._files:  # not abandoned while we waited (its fd may be reused)
             # Reserve before reading, so tailers held back by a slow Loki hold no data.
-            await ctx.flow.acquire(chunk_bytes)
-            reserved = chunk_bytes
+            await flow.acquire(chunk_bytes)
+            held = 0
             try:
-                if f not in self._files:  # abandoned while we waited: f.fd may be reused
-                    return
-                data = os.read(f.fd, chunk_bytes)
-                if not data:
-                    return
-                f.offset += len(data)
-                ctx.metrics.read_bytes.inc(len(data))
-                skipped = 0
-                if f.skipping:  # the rest of an overlong line: drop it up to its newline
-                    newline = data.find(b"\n")
-                    if newline < 0:
-                        continue
-                    skipped = f.offset - len(data) + newline - (f.line_start + len(f.tail))
-                    data, f.skipping = data[newline:], False
-                buf = f.tail + data
-                cut = buf.rfind(b"\n") + 1
-                if not cut:
-                    f.tail = buf
-                    if len(buf) > cap:  # a line with no end in sight: keep its head only
-                        f.tail, f.skipping = buf[:cap], True
-                    continue
-                complete, f.tail = buf[:cut], buf[cut:]
-                base, f.line_start = f.line_start, f.offset - len(f.tail)
-                entries, commit = f.parser.parse(complete, base)
-                if commit > base:  # past the overlong line, if any: undo what was skipped
-                    commit += skipped
-                reserved -= self._emit(f, entries, commit)
+                held = self._read_chunk(f)
             finally:
-                ctx.flow.adjust(-reserved)
+                flow.adjust((held or 0) - chunk_bytes)
+            if held is None:
+                return
             await asyncio.sleep(0)  # let the other tailers and the pusher run
+
+    def _read_chunk(self, f: _OpenFile) -> int | None:
+        """Read, split, parse and hand over one chunk; returns the bytes the batcher now holds
+        for it, None at EOF. Synchronous on purpose: no buffer outlives it across an await."""
+        ctx = self._ctx
+        data = os.read(f.fd, ctx.config.read_chunk_bytes)
+        if not data:
+            return None
+        f.offset += len(data)
+        ctx.metrics.read_bytes.inc(len(data))
+        skipped = 0
+        if f.skipping:  # the rest of an overlong line: drop it up to its newline
+            newline = data.find(b"\n")
+            if newline < 0:
+                return 0
+            skipped = f.offset - len(data) + newline - (f.line_start + len(f.tail))
+            data, f.skipping = data[newline:], False
+        buf = f.tail + data
+        cut = buf.rfind(b"\n") + 1
+        if not cut:
+            f.tail = buf
+            cap = ctx.config.max_line_bytes + 4096  # room for the CRI/Docker envelope
+            if len(buf) > cap:  # a line with no end in sight: keep its head only
+                f.tail, f.skipping = buf[:cap], True
+            return 0
+        complete, f.tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+        base, f.line_start = f.line_start, f.offset - len(f.tail)
+        entries, commit = f.parser.parse(complete, base)
+        if commit > base:  # past the overlong line, if any: undo what was skipped
+            commit += skipped
+        return self._emit(f, entries, commit)
 
     def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
         """Hand one chunk to the batcher; returns the bytes it will hold until settled (the

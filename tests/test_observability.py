@@ -257,9 +257,6 @@ def test_own_logs_are_json_lines_per_event_without_secrets(tmp_path: Path) -> No
     assert "Basic <redacted>" in err  # Loki's answer is still logged, masked
 
 
-@pytest.mark.xfail(strict=True, reason="positions._forget() drops the path's series when the "
-                   "rotated file goes, though the live file shares that path label; fix there: "
-                   "call metrics.forget_file only if no other track has the same path")
 def test_rotation_keeps_the_live_files_series(tmp_path: Path) -> None:
     pod = PodLog(tmp_path, "shop", "web-0", "web")
     pod.lines("before", 10)
