@@ -273,12 +273,13 @@ class Tailer:
 
     async def _read_to_eof(self, f: _OpenFile) -> None:
         flow, chunk_bytes = self._ctx.flow, self._ctx.config.read_chunk_bytes
-        while f in self._files:  # not abandoned while we waited (its fd may be reused)
+        while True:
             # Reserve before reading, so tailers held back by a slow Loki hold no data.
             await flow.acquire(chunk_bytes)
-            held = 0
+            held: int | None = None
             try:
-                held = self._read_chunk(f)
+                # Given up while we waited (max_rotated_files)? Its fd is closed, maybe reused.
+                held = self._read_chunk(f) if f in self._files else None
             finally:
                 flow.adjust((held or 0) - chunk_bytes)
             if held is None:
