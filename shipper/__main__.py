@@ -8,30 +8,51 @@ import dataclasses
 import gc
 import sys
 import tempfile
+from typing import TYPE_CHECKING, NoReturn
 
 from shipper import __version__
 from shipper.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from shipper.agent import Agent
+
+
+def _invalid(exc: ConfigError) -> NoReturn:
+    print(f"shipper: invalid config: {exc}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _load(path: str | None) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"shipper: invalid config: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _invalid(exc)
+
+
+def _build(config: Config, once: bool = False) -> Agent:
+    """The whole agent, without starting it: what the config names must be usable."""
+    from shipper.agent import Agent
+
+    try:
+        return Agent(config, once=once)
+    except ConfigError as exc:
+        _invalid(exc)
 
 
 def _run(config: Config, once: bool) -> int:
-    from shipper.agent import Agent
     from shipper.logs import setup_logging
 
     setup_logging(config.log.level)
+    agent = _build(config, once)
     # The pipeline allocates millions of short-lived tuples; at the default threshold (700) the
     # cyclic collector ran thousands of times a second over them (measured: up to 30% of CPU).
     # Objects from startup are frozen out of its sight; young ones are collected less often.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    asyncio.run(Agent(config, once=once).run())
+    try:
+        asyncio.run(agent.run())
+    except BrokenPipeError:  # a dry run piped into `head`: the reader has seen enough
+        sys.stderr.close()
     return 0
 
 
@@ -72,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return _demo()
     config = _load(args.config)
     if args.command == "check-config":
+        _build(config)
         print(f"{args.config}: ok")
         return 0
     return _run(config, args.once)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from shipper.kube.pod_cache import PodCache
+    from shipper.kube.watch import PodWatcher
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,15 @@ class Agent:
         self.metrics = Metrics(node=config.kubernetes.node_name)
         self.positions = Positions(config.positions.path, self.metrics)
         self.pods: PodCache | None = None
+        self.watcher: PodWatcher | None = None
         if config.kubernetes_enabled:
-            from shipper.kube.pod_cache import PodCache  # imported only when used: memory
+            # Imported only when used: lightkube and httpx cost ~10 MiB of the memory budget.
+            from shipper.kube.pod_cache import PodCache
+            from shipper.kube.watch import PodWatcher
 
             self.pods = PodCache(config.kubernetes.deleted_pod_ttl)
+            # Built here so that a bad kubeconfig or a missing node name fails at start.
+            self.watcher = PodWatcher(config.kubernetes, self.pods, self.metrics)
         self.enricher = Enricher(config.labels, config.kubernetes.node_name, self.pods)
         self.flow = FlowControl(config.batch.max_pending_bytes, self.metrics)
         self.batcher = Batcher(config.batch, self.flow, self.positions.settled)
@@ -96,11 +102,8 @@ class Agent:
                                 poll_interval=self.config.inputs.rescan_interval)
         await self.server.start()
         background = [asyncio.create_task(self._save_positions(), name="positions")]
-        if self.pods is not None:
-            from shipper.kube.watch import PodWatcher
-
-            watcher = PodWatcher(self.config.kubernetes, self.pods, self.metrics)
-            background.append(asyncio.create_task(watcher.run(), name="pod-watch"))
+        if self.watcher is not None:
+            background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
         deliver = asyncio.create_task(self._deliver(), name="deliver")
         self.started = True
         log.info("started", extra={"paths": list(self.config.inputs.paths),
@@ -152,8 +155,6 @@ class Agent:
         while True:
             await asyncio.sleep(self.config.positions.write_interval)
             self.positions.save()
-            if self.pods is not None:
-                self.pods.expire()
 
     # -- discovery -----------------------------------------------------------------------------
 
