@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
 import subprocess
@@ -259,10 +258,6 @@ def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
-
-
-@needs_openssl
 def test_tls_with_ca_file_client_certificate_and_insecure_skip_verify(tmp_path: Path) -> None:
     server_cert, server_key = make_cert(tmp_path, "loki")
     client_cert, client_key = make_cert(tmp_path, "shipper")
