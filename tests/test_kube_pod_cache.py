@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.fake_kube import make_pod
 
 from shipper.kube.pod_cache import PodCache, PodMeta
+from tests.support.fake_kube import make_pod
 
 
 class Clock:

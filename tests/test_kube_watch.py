@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.fake_kube import FakeKube, make_pod
 
 from shipper.config import ConfigError, KubernetesConfig
 from shipper.kube.pod_cache import PodCache
 from shipper.kube.watch import EXPIRE_INTERVAL, MAX_BACKOFF, MIN_BACKOFF, PodWatcher
 from shipper.metrics import Metrics
+from tests.support.fake_kube import FakeKube, make_pod
 
 NODE = "node-a"
 

@@ -7,10 +7,10 @@ from typing import Any
 import cramjam
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.loki_receiver import PushRequest
 
 from shipper.loki.encode import compress, encode_push_request
 from shipper.model import Entry, Stream
+from tests.support.loki_receiver import PushRequest
 
 NS = 1_000_000_000
 T0 = 1_764_230_400 * NS  # 2025-11-27T08:00:00Z

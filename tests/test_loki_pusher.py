@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
-from support.loki_receiver import LokiReceiver
 
 from shipper.config import BasicAuthConfig, LokiConfig
 from shipper.loki.dryrun import StdoutPusher
@@ -27,6 +26,7 @@ from shipper.loki.pusher import (
 )
 from shipper.metrics import Metrics
 from shipper.model import Entry, Stream
+from tests.support.loki_receiver import LokiReceiver
 
 T0 = 1_764_230_400_000_000_000
 API = Stream('{app="api", namespace="shop"}', (("app", "api"), ("namespace", "shop")),

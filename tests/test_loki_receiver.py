@@ -7,7 +7,8 @@ import socket
 
 import cramjam
 import pytest
-from support.loki_receiver import LokiReceiver, PushRequest, parse_labels
+
+from tests.support.loki_receiver import LokiReceiver, PushRequest, parse_labels
 
 
 def body(*streams: tuple[str, list[str]]) -> bytes:
