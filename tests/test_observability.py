@@ -14,7 +14,6 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
