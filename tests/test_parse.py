@@ -28,8 +28,11 @@ def cri(msg: bytes, stream: bytes = b"stdout", tag: bytes = b"F", ts: bytes = T)
     return b" ".join((ts, stream, tag, msg)) + b"\n"
 
 
-def docker(log: str, stream: str = "stdout", ts: str = T.decode()) -> bytes:
-    return json.dumps({"log": log, "stream": stream, "time": ts}).encode() + b"\n"
+def docker(log: str, stream: str = "stdout", ts: str = T.decode(), spaced: bool = False) -> bytes:
+    """A json-file record as Docker writes it, or with spaces, which json.loads alone reads."""
+    record = {"log": log, "stream": stream, "time": ts}
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(record, separators=separators).encode() + b"\n"
 
 
 def run(p: FileParser, chunks: list[bytes], offset: int = 0) -> tuple[list[ParsedLine], list[int]]:
@@ -128,8 +131,9 @@ def test_timestamps_are_exact_to_the_nanosecond(ts: bytes, fields: tuple[int, ..
     # twice: the second line's seconds come from the cache
     out, _ = parser().parse(cri(b"a", ts=ts) * 2, 0)
     assert out == [(expected, b"a", "stdout")] * 2
-    out, _ = parser().parse(docker("b\n", ts=ts.decode()) * 2, 0)
-    assert out == [(expected, b"b", "stdout")] * 2
+    out, _ = parser().parse(docker("b\n", ts=ts.decode()) * 2
+                            + docker("c\n", ts=ts.decode(), spaced=True), 0)
+    assert out == [(expected, b"b", "stdout")] * 2 + [(expected, b"c", "stdout")]
 
 
 def test_more_distinct_seconds_than_the_cache_holds_all_parse_right() -> None:
@@ -221,14 +225,22 @@ def test_docker_records_and_partial_records_joined_per_stream() -> None:
     {"log": "x\n", "stream": "stdout", "time": 1705314600},
     {"log": "x\n", "stream": "stdout", "time": "yesterday"},
     {"log": "x\n", "stream": ["stdout"], "time": T.decode()},
+    {"log": "x\n", "stream": "stdout", "time": T.decode() + "x"},
+    {"log": "x\n", "stream": "stdout", "tim": T.decode()},
     ["not", "an", "object"],
 ])
 def test_docker_records_with_missing_or_wrong_fields_are_unparsable(record: object) -> None:
     p = parser()
-    line = json.dumps(record).encode()
+    line = json.dumps(record, separators=(",", ":")).encode()
     out, _ = p.parse(docker("ok\n") + line + b"\n" + b"{not json\n", 0)
     assert out == [(T_NS, b"ok", "stdout"), (NOW, line, "stdout"), (NOW, b"{not json", "stdout")]
     assert p.counts.unparsable == 2
+
+
+def test_docker_records_with_attrs_are_read() -> None:
+    line = json.dumps({"log": "x\n", "stream": "stderr", "attrs": {"tag": "a"}, "time": T.decode()},
+                      separators=(",", ":")).encode()
+    assert parser().parse(line + b"\n", 0)[0] == [(T_NS, b"x", "stderr")]
 
 
 def test_docker_lone_surrogate_escape_is_replaced() -> None:
@@ -456,6 +468,42 @@ def test_restarting_from_the_commit_offset_loses_no_line(
     rest, _ = after.parse(data[commit:], commit)
     assert set(ids(before + rest + after.flush())) == {
         i for i, line in enumerate(lines) if line != b"\n"}
+
+
+json_text = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from('"\\\n\t/'),
+                   max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_text, st.sampled_from(["stdout", "stderr"]), timestamps, st.booleans())
+def test_docker_records_read_the_same_with_or_without_json_loads(
+        log: str, stream: str, ts: bytes, ensure_ascii: bool) -> None:
+    def parse(spaced: bool) -> list[ParsedLine]:
+        record = {"log": log, "stream": stream, "time": ts.decode()}
+        separators = (", ", ": ") if spaced else (",", ":")
+        line = json.dumps(record, separators=separators, ensure_ascii=ensure_ascii).encode()
+        p = parser()
+        return p.parse(line + b"\n", 0)[0] + p.flush()
+
+    assert parse(spaced=False) == parse(spaced=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(no_newline | json_text.map(lambda s: s.replace("\n", "").encode()),
+       st.sampled_from([b"stdout", b"stderr", b"stdin"]))
+def test_near_miss_docker_lines_are_records_exactly_when_json_says_so(
+        log: bytes, stream: bytes) -> None:
+    line = b'{"log":"' + log + b'","stream":"' + stream + b'","time":"' + T + b'"}'
+    try:
+        record = json.loads(line, strict=False)
+        assert record["stream"] in ("stdout", "stderr")
+        text = record["log"].removesuffix("\n").encode("utf-8", "surrogatepass")
+        expected = [(T_NS, text.decode(errors="replace").encode(), record["stream"])]
+    except (ValueError, KeyError, AssertionError):
+        expected = [(NOW, line.decode(errors="replace").encode(), "stdout")]
+    p = parser(max_line_bytes=1 << 20)
+    out, _ = p.parse(line + b"\n", 0)
+    assert out + p.flush() == expected
 
 
 @settings(max_examples=300, deadline=None)
