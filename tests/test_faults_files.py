@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -74,7 +75,8 @@ def test_churning_pods_each_read_to_the_end_and_no_descriptor_leaks(tmp_path: Pa
                 await asyncio.sleep(0.1)
             for pod in alive:
                 written.extend(pod.written)
-            await until(lambda: len(receiver.entries) >= len(written))
+            with contextlib.suppress(AssertionError):  # the audit below names what is missing
+                await until(lambda: len(receiver.entries) >= len(written))
             for pod in alive:
                 pod.delete()
             await until(lambda: _open_files(agent) == 0)
