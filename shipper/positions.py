@@ -100,10 +100,8 @@ class Positions:
             self._metrics.forget_file(track.path)
 
     def offset(self, file: FileId) -> int | None:
-        """Where a tailer resumes `file`. None once finished: a deleted file's inode is soon
-        reused by a new file (pods churning), which must not start at the old one's offset."""
         track = self._tracks.get(file)
-        return None if track is None or track.finished else track.offset
+        return None if track is None else track.offset
 
     @property
     def pending_tickets(self) -> int:
