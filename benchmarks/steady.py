@@ -1,0 +1,104 @@
+"""Benchmark scenario: the highest steady rate the agent keeps up with inside a CPU quota."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import CpuQuota, Sink, agent_config, free_port, running_agent
+from benchmarks.scenarios import Sizes
+from benchmarks.workload import RateWriter, Workload
+
+PERIOD_US = 100_000
+GROWTH_TOLERANCE_S = 1.0  # lag may wobble by this much between the first and last third
+
+
+def lag_verdict(windows: list[list[int]], start_s: float, end_s: float,
+                timeout: float) -> dict[str, Any]:
+    """From the sink's worst lag per arrival second: does lag stay under 2x batch.timeout, and
+    is it no worse in the last third of the writing than in the first (it does not grow)?"""
+    lags = [(second, ms / 1000) for second, ms in windows]
+    during = [(s, lag) for s, lag in lags if start_s <= s <= end_s]
+    third = (end_s - start_s) / 3
+    first = max((lag for s, lag in during if s < start_s + third), default=0.0)
+    last = max((lag for s, lag in during if s >= end_s - third), default=0.0)
+    worst = max((lag for _, lag in lags), default=0.0)
+    growth = last - first
+    return {"max_lag_s": worst, "first_third_max_lag_s": first, "last_third_max_lag_s": last,
+            "lag_ok": worst < 2 * timeout and growth <= GROWTH_TOLERANCE_S}
+
+
+def trial(root: Path, sizes: Sizes, rate: int) -> dict[str, Any]:
+    """One rate for steady_seconds across steady_files, rotating at steady_rotate_bytes."""
+    root.mkdir(parents=True)
+    work = Workload(root, sizes.steady_files)
+    quota = None
+    if CpuQuota.available():
+        quota = CpuQuota(f"shipper-bench-{os.getpid()}-{rate}",
+                         int(sizes.steady_quota * PERIOD_US), PERIOD_US)
+    try:
+        with Sink(lag=True) as sink:
+            port = free_port()
+            config = agent_config(root, work.pattern, sink.url, port,
+                                  batch={"timeout": f"{sizes.batch_timeout:g}s"})
+            with running_agent(config, port, root / "agent.log", quota) as agent:
+                time.sleep(1.0)  # discovery settles before the clock starts
+                cpu, sink_cpu = agent.cpu(), sink.cpu()
+                throttled = quota.throttling() if quota else {}
+                start = time.time()
+                achieved = RateWriter(work, rate, sizes.steady_rotate_bytes).run(
+                    sizes.steady_seconds)
+                end = time.time()
+                delivered = sink.wait_entries(work.entries, timeout=2 * sizes.batch_timeout)
+                drain = time.time() - end
+                cpu = agent.cpu() - cpu
+                peak = agent.peak_rss_mib()
+                stats = sink.stats()
+                sink_cpu = sink.cpu() - sink_cpu
+                if quota:
+                    after = quota.throttling()
+                    throttled = {k: after[k] - throttled.get(k, 0) for k in after}
+    finally:
+        work.close()
+        if quota:
+            quota.remove()
+    verdict = lag_verdict(stats["window_max_ms"], start, end, sizes.batch_timeout)
+    cpu_share = cpu / (end - start + drain)
+    # Without a quota the figure is extrapolated: keeping up must also fit in the CPU budget.
+    fits = quota is not None or cpu_share <= sizes.steady_quota
+    return {"rate": rate, "achieved_rate": achieved, "quota": bool(quota),
+            "entries_expected": work.entries, "entries_received": stats["entries"],
+            "rotations": sum(len(f.rotations) for f in work.files),
+            "delivered": delivered and stats["entries"] == work.entries,
+            "drain_s": drain, **verdict,
+            "keeps_up": bool(delivered and verdict["lag_ok"] and fits),
+            "agent_cpu_s": cpu, "agent_cores": cpu_share, "throttled": throttled,
+            "requests": stats["requests"], "peak_rss_mib": peak, "sink_cpu_s": sink_cpu}
+
+
+def steady(root: Path, sizes: Sizes) -> dict[str, Any]:
+    """Search the rate ladder from steady_first_rate: up while the agent keeps up, else down."""
+    ladder = sorted(sizes.steady_rates)
+    i = ladder.index(sizes.steady_first_rate)
+    trials: list[dict[str, Any]] = []
+    first = trial(root / f"rate-{ladder[i]}", sizes, ladder[i])
+    trials.append(first)
+    step = 1 if first["keeps_up"] else -1
+    while 0 <= i + step < len(ladder):
+        i += step
+        result = trial(root / f"rate-{ladder[i]}", sizes, ladder[i])
+        trials.append(result)
+        if result["keeps_up"] != first["keeps_up"]:
+            break
+    kept = [t for t in trials if t["keeps_up"]]
+    best = max(kept, key=lambda t: t["rate"]) if kept else None
+    return {"quota_cores": sizes.steady_quota, "cgroup": CpuQuota.available(),
+            "files": sizes.steady_files, "seconds": sizes.steady_seconds,
+            "rotate_bytes": sizes.steady_rotate_bytes, "batch_timeout_s": sizes.batch_timeout,
+            "max_rate_kept_up": best["rate"] if best else 0,
+            "delivered": bool(best and best["delivered"]),
+            "peak_rss_mib": best["peak_rss_mib"] if best else max(
+                t["peak_rss_mib"] for t in trials),
+            "trials": trials}
