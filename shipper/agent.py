@@ -109,8 +109,9 @@ class Agent:
         log.info("started", extra={"paths": list(self.config.inputs.paths),
                                    "dry_run": self.config.dry_run})
         try:
+            self._rescan()
+            self._ctx.saved = {}  # only files found by the first scan resume from saved offsets
             if self.once:
-                self._rescan()
                 await asyncio.gather(*self._tailer_tasks)
             else:
                 discover = asyncio.create_task(self.discoverer.watch(

@@ -35,7 +35,9 @@ class TailContext:
     flow: FlowControl
     positions: Positions
     metrics: Metrics
-    saved: Mapping[FileId, tuple[str, int]]  # positions loaded at start
+    # Positions loaded at start, for the files found by the first scan only: a file that appears
+    # later is new and read from 0, even if it reuses the inode number of a file gone since.
+    saved: Mapping[FileId, tuple[str, int]]
     poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
     rotated_open: int = 0  # renamed files held open across all tailers (bounded)
@@ -98,10 +100,8 @@ class Tailer:
         if known:  # anything rotated after the newest generation we knew was never read
             self._open_unseen_generations(after=max(sib.st_mtime for _, sib in known),
                                           current=current)
-        resume = self._ctx.positions.offset(current)  # live, if seen since start
-        if resume is None and current in saved:
-            resume = saved[current][1]
-        self._add(fd, current, self.path, resume if resume and resume <= st.st_size else 0)
+        resume = saved[current][1] if current in saved else 0
+        self._add(fd, current, self.path, resume if resume <= st.st_size else 0)
 
     def _siblings(self) -> list[tuple[str, os.stat_result]]:
         """Rotated generations beside the file (0.log.<stamp>, not yet compressed), oldest

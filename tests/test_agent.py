@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import signal
 import time
 from pathlib import Path
 
 import yaml
 
+from shipper.model import FileId
 from tests.support.agent import (
     config_dict,
     make_config,
@@ -132,3 +134,29 @@ def test_restart_after_sigterm_neither_loses_nor_repeats(tmp_path: Path) -> None
             code, err = terminate(agent, signal.SIGTERM)
         assert code == 0, err
         assert_exactly_once(receiver.entries, [m for p in pods for m in p.written])
+
+
+def test_a_new_file_with_a_gone_files_inode_number_is_read_from_its_start(
+        tmp_path: Path) -> None:
+    """ext4 soon hands a freed inode number to a new file (a restarted container's 1.log beside
+    a deleted 0.log), while the gone file's position may still be tracked, waiting for its last
+    batch to be acknowledged. The new file must start at 0, not at the gone file's offset."""
+    staging = tmp_path / "staging"  # written here, linked where the agent looks only later
+    pod = PodLog(staging, "shop", "api-0", "api")
+    pod.lines("new", 200)
+    link = tmp_path / pod.link.relative_to(staging)
+    link.parent.mkdir(parents=True)
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        async with running(make_config(tmp_path, receiver.url)) as agent:
+            st = pod.file.stat()
+            # What a gone file with this inode number leaves behind, its offset well inside.
+            agent.positions.open(FileId(st.st_dev, st.st_ino), "/gone/0.log", st.st_size // 2)
+            os.symlink(pod.file, link)
+            await until(lambda: len(receiver.entries) >= 200, timeout=5)
+
+    with LokiReceiver() as receiver:
+        with contextlib.suppress(AssertionError):  # the check below says what is missing
+            asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert_exactly_once(entries, pod.written)
