@@ -79,8 +79,9 @@ def _second_prefixes(seconds: int) -> tuple[bytes, ...]:
                  for size in range(3, 6))
 
 
-def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> None:
-    """Append the entries field of one stream to parts, in timestamp order."""
+def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
+    """Append the entries field of one stream to parts, in timestamp order; returns the number
+    of bytes appended (so the stream's length prefix needs no join of its own)."""
     # Locals, not globals, in the per-entry loop: measured 25% faster.
     extend, varint, low14, field2 = parts.extend, _VARINT, _LOW14, _FIELD2
     metadata_of: dict[int, bytes] = {}  # keyed by id(): the entries keep each Stream alive
@@ -89,6 +90,7 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> None:
     fixed = 0  # bytes of an entry besides its line, its line header and its nanos high part
     base = 0  # first nanosecond of the current second: ts - base is the nanos value
     prefixes = _second_prefixes(0)
+    total = 0
     # Timsort makes one linear pass over ordered input: cheaper than checking the order first.
     for ts, line, stream in sorted(entries, key=_BY_TIME):
         if stream is not last_stream:
@@ -109,23 +111,30 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> None:
             size = len(line)
             try:
                 header = field2[size]
-                extend((field2[fixed + len(high) + len(header) + size], prefixes[len(high) - 1],
-                        low14[nanos & 0x3FFF], high, header, line, metadata))
+                length = fixed + len(high) + len(header) + size
+                first = field2[length]
+                extend((first, prefixes[len(high) - 1], low14[nanos & 0x3FFF], high, header,
+                        line, metadata))
+                total += len(first) + length
                 continue
             except IndexError:  # a line or entry of 16 KiB or more: beyond the tables
                 pass
-        parts.append(_entry(ts, line, metadata))
+        entry = _entry(ts, line, metadata)
+        parts.append(entry)
+        total += len(entry)
+    return total
 
 
 def encode_push_request(streams: Mapping[str, Sequence[Entry]]) -> bytes:
     """An uncompressed PushRequest; keys are Stream.labels, entries go out in timestamp order."""
     out: list[bytes] = []
     for labels, entries in streams.items():
-        parts = [_field(b"\x0a", labels.encode())]
-        _encode_entries(entries, parts)
-        stream = b"".join(parts)
-        out += (b"\x0a", _varint(len(stream)), stream)
-    return b"".join(out)
+        label_field = _field(b"\x0a", labels.encode())
+        head = len(out)
+        out += (b"", label_field)  # the stream's tag and length go first, once known
+        length = len(label_field) + _encode_entries(entries, out)
+        out[head] = b"\x0a" + _varint(length)
+    return b"".join(out)  # one copy of the whole request
 
 
 def compress(body: bytes) -> bytes:
