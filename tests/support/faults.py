@@ -87,6 +87,9 @@ def line_ends(paths: Iterable[Path]) -> dict[str, tuple[FileId, int]]:
 
 
 def saved_positions(path: Path) -> dict[FileId, int]:
+    """The offsets a restart resumes from (none if nothing was written yet)."""
+    if not path.exists():
+        return {}
     raw = json.loads(path.read_text())
     return {FileId(f["dev"], f["ino"]): f["offset"] for f in raw["files"]}
 
