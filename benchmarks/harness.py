@@ -91,6 +91,12 @@ class Sink:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as r:
             return dict(json.load(r))
 
+    def measure_window(self, since_ns: int, until_ns: int) -> None:
+        """Only lines written in [since, until) count in the lag histogram."""
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/window?{since_ns},{until_ns}", timeout=10):
+            pass
+
     def entries(self) -> int:
         return int(self.stats()["entries"])
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PEAK_RSS_TARGET_MIB = 64.0
+REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,14 @@ FIGURES = (
 )
 
 
+def source() -> dict[str, Any]:
+    """Which agent was measured: the commit, and whether shipper/ had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(),
+            "shipper_modified": bool(git("status", "--porcelain", "--", "shipper").strip())}
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo
@@ -89,10 +99,13 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    m = results["machine"]
+    m, src = results["machine"], results["source"]
     out = [f"# shipper benchmarks, {results['started']}", "",
            f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}, "
-           f"Linux {m['kernel']}; load average at start {m['loadavg_at_start'][0]:.2f}.", "",
+           f"Linux {m['kernel']}; load average at start {m['loadavg_at_start'][0]:.2f}.",
+           f"Agent: commit {src['commit']}"
+           f"{' with uncommitted changes in shipper/' if src['shipper_modified'] else ''}.",
+           "",
            "| scenario | figure | value | target | met |", "|---|---|---|---|---|"]
     for row in verdicts(results):
         met = {True: "yes", False: "**no**", None: ""}[row["met"]]

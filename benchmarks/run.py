@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import machine, markdown, verdicts
+from benchmarks.report import machine, markdown, source, verdicts
 from benchmarks.scenarios import QUICK, Sizes, catch_up, idle, latency, many_streams
 from benchmarks.steady import steady
 
@@ -28,7 +28,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def run(names: list[str], sizes: Sizes, out: Path, workdir: Path | None,
         keep: bool) -> dict[str, Any]:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    results: dict[str, Any] = {"started": started, "machine": machine(),
+    results: dict[str, Any] = {"started": started, "machine": machine(), "source": source(),
                                "sizes": dataclasses.asdict(sizes), "scenarios": {}}
     scratch = Path(tempfile.mkdtemp(prefix="shipper-bench-", dir=workdir))
     try:

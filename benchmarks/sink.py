@@ -3,7 +3,8 @@
 `python -m benchmarks.sink [--lag]` prints its port on stdout, then serves
 POST /loki/api/v1/push (snappy + protobuf decoded with the protobuf runtime, answered 204) and
 GET /stats (JSON). With --lag it also measures each entry's write-to-arrival lag from the entry's
-timestamp, which the benchmark writer sets to the real write time of the line.
+timestamp, which the benchmark writer sets to the real write time of the line; GET
+/window?SINCE,UNTIL (ns) limits the lag histogram to lines written in that span.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class Counts:
         self.streams: set[str] = set()
         self.first_ns = 0
         self.last_ns = 0
-        self.lag_ms: Counter[int] = Counter()  # lag in whole ms -> entries
+        self.lag_ms: Counter[int] = Counter()  # lag in whole ms -> entries written in window
+        self.window = (0, 1 << 63)  # write times (ns) whose lags the histogram keeps
         self.window_max_ms: dict[int, int] = {}  # arrival second (unix) -> worst lag in it
 
     def ingest(self, body: bytes) -> None:
@@ -56,11 +58,14 @@ class Counts:
 
     def _lags(self, now: int, entries: Any) -> None:
         counter = self.lag_ms
+        since, until = self.window
         worst = 0
         for entry in entries:
             ts = entry.timestamp
-            ms = (now - ts.seconds * 1_000_000_000 - ts.nanos) // NS_PER_MS
-            counter[ms] += 1
+            written = ts.seconds * 1_000_000_000 + ts.nanos
+            ms = (now - written) // NS_PER_MS
+            if since <= written < until:
+                counter[ms] += 1
             worst = max(worst, ms)
         second = now // 1_000_000_000
         self.window_max_ms[second] = max(self.window_max_ms.get(second, 0), worst)
@@ -89,6 +94,11 @@ async def serve(counts: Counts, reader: asyncio.StreamReader,
             body = await reader.readexactly(length) if length else b""
             if method == "POST" and target == PUSH_PATH:
                 counts.ingest(body)
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            elif method == "GET" and target.startswith("/window?"):
+                # /window?<since_ns>,<until_ns>: only lines written then enter the histogram
+                since, until = target.partition("?")[2].split(",")
+                counts.window = (int(since), int(until))
                 writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
             elif method == "GET" and target == "/stats":
                 data = json.dumps(counts.stats()).encode()
