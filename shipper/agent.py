@@ -161,9 +161,13 @@ class Agent:
 
     def _rescan(self) -> None:
         assert self._ctx is not None
+        followed = set()
         for tailer in self.tailers.values():
             tailer.notice()
+            followed.add(tailer.path)
         for path in self.discoverer.paths():
+            if path in followed:
+                continue  # realpath() costs several syscalls: only for paths not yet followed
             real = os.path.realpath(path)
             if real in self.tailers:
                 continue

@@ -61,7 +61,7 @@ class Discoverer:
             try:
                 async for changes in watchfiles.awatch(
                         *sorted(dirs), watch_filter=None, recursive=False, stop_event=stop,
-                        debounce=200, step=50, rust_timeout=int(interval * 1000),
+                        debounce=200, step=500, rust_timeout=int(interval * 1000),
                         yield_on_timeout=True, ignore_permission_denied=True):
                     paths = {path for _, path in changes}
                     if paths:

@@ -151,12 +151,13 @@ class LokiPusher:
         return headers
 
     def _answer(self, body: bytes) -> str:
-        """Loki's message for logs: its start, with any echo of our credentials masked."""
+        """Loki's whole message (counts of ignored lines may end it), with any echo of our
+        credentials masked. Cut to MESSAGE_LIMIT only where it is logged."""
         message = body.decode("utf-8", "replace")
         for secret in self._secrets:
             if secret:
                 message = message.replace(secret, "<redacted>")
-        return message[:MESSAGE_LIMIT]
+        return message
 
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> PushResult:
@@ -246,7 +247,7 @@ class LokiPusher:
         self._metrics.sent_bytes.inc(line_bytes - dropped_bytes)
         log.warning("Loki rejected entries: dropped", extra={
             "status": status, "reason": reason, "dropped": dropped, "entries": entries,
-            "loki_message": message})
+            "loki_message": message[:MESSAGE_LIMIT]})
         return PushResult(Outcome.REJECTED, status, attempts, dropped, reason)
 
     async def aclose(self) -> None:
