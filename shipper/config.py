@@ -76,7 +76,7 @@ class BatchConfig:
     size: int = 100  # lines: a trigger to send, not a cap
     timeout: Seconds = 10.0  # ...or once the oldest line waited this long
     max_bytes: Bytes = 1024 * 1024  # hard cap per request (uncompressed protobuf)
-    max_pending_bytes: Bytes = 8 * 1024 * 1024  # read but unacknowledged: the memory bound
+    max_pending_bytes: Bytes = 4 * 1024 * 1024  # read but unacknowledged: the memory bound
 
 
 LABEL_SOURCES = ("namespace", "pod", "pod_uid", "container", "node", "app", "workload", "stream")

@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Gauge
+
 from shipper.metrics import Metrics
 from shipper.model import FileId, Ticket
 
@@ -22,6 +24,7 @@ VERSION = 1  # bump when the file format changes; a newer file is moved aside, n
 class _Track:
     path: str  # for humans and metrics; the key is the file's identity
     offset: int  # acknowledged: every byte before it was delivered or dropped on purpose
+    acked: Gauge  # this file's shipper_file_acked_bytes child (labels() is costly per call)
     tickets: deque[Ticket] = field(default_factory=deque)  # in file order, not yet settled
     finished: bool = False  # the tailer is done with the file: forget it once all settled
 
@@ -66,8 +69,9 @@ class Positions:
 
     def open(self, file: FileId, path: str, offset: int) -> None:
         """A tailer starts (or resumes) reading `file` at `offset`."""
-        self._tracks[file] = _Track(path, offset)
-        self._metrics.file_acked_bytes.labels(path).set(offset)
+        acked = self._metrics.file_acked_bytes.labels(path)
+        self._tracks[file] = _Track(path, offset, acked)
+        acked.set(offset)
 
     def track(self, ticket: Ticket) -> None:
         self._tracks[ticket.file].tickets.append(ticket)
@@ -80,7 +84,7 @@ class Positions:
         tickets = track.tickets
         while tickets and tickets[0].settled:
             track.offset = tickets.popleft().end
-        self._metrics.file_acked_bytes.labels(track.path).set(track.offset)
+        track.acked.set(track.offset)
         if track.finished and not tickets:
             self._forget(ticket.file)
 

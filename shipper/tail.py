@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from prometheus_client import Gauge
+
 from shipper.batch import Batcher, FlowControl
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
@@ -50,6 +52,7 @@ class _OpenFile:
     path: str  # the name it was opened under, for humans
     offset: int  # next byte os.read returns
     parser: FileParser
+    size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
     tail: bytes = b""  # an incomplete last line, waiting for its newline
     line_start: int = 0  # file offset where `tail` starts
     skipping: bool = False  # the incomplete line outgrew the cap: its rest is discarded
@@ -143,7 +146,7 @@ class Tailer:
         if offset:
             os.lseek(fd, offset, os.SEEK_SET)
         opened = _OpenFile(fd, file, path, offset, FileParser(self._ctx.config.max_line_bytes),
-                           line_start=offset)
+                           size=self._ctx.metrics.file_bytes.labels(path), line_start=offset)
         self._ctx.positions.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
         self._files.append(opened)
@@ -164,14 +167,18 @@ class Tailer:
         """Read until the path is gone (or, with once, until everything is at EOF)."""
         try:
             while not self.done:
+                self._wake.clear()  # before reading: a wake-up during the pass is not lost
                 await self._drain()
                 if once:
                     return
-                self._wake.clear()
+                if self._wake.is_set():
+                    continue
                 rotated_pending = len(self._files) > 1 or self._missing_since is not None
                 timeout = ROTATION_GRACE if rotated_pending else self._ctx.poll_interval
+                # asyncio.timeout, not wait_for: no extra task per wait (measured per wake-up)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
         finally:
             if once or not self.done:
                 self.close()
@@ -199,7 +206,7 @@ class Tailer:
         except OSError:
             st = None
         cur = os.fstat(current.fd)
-        self._ctx.metrics.file_bytes.labels(current.path).set(cur.st_size)
+        current.size.set(cur.st_size)
         if st is None:
             # Renamed with no successor yet, or deleted: a deleted file (no links left) is
             # drained and done; otherwise give the successor one rescan interval to appear.
@@ -276,30 +283,33 @@ class Tailer:
         while True:
             # Reserve before reading, so tailers held back by a slow Loki hold no data.
             await flow.acquire(chunk_bytes)
-            held: int | None = None
+            held, more = 0, False
             try:
                 # Given up while we waited (max_rotated_files)? Its fd is closed, maybe reused.
-                held = self._read_chunk(f) if f in self._files else None
+                if f in self._files:
+                    held, more = self._read_chunk(f)
             finally:
-                flow.adjust((held or 0) - chunk_bytes)
-            if held is None:
+                flow.adjust(held - chunk_bytes)
+            if not more:
                 return
             await asyncio.sleep(0)  # let the other tailers and the pusher run
 
-    def _read_chunk(self, f: _OpenFile) -> int | None:
-        """Read, split, parse and hand over one chunk; returns the bytes the batcher now holds
-        for it, None at EOF. Synchronous on purpose: no buffer outlives it across an await."""
+    def _read_chunk(self, f: _OpenFile) -> tuple[int, bool]:
+        """Read, split, parse and hand over one chunk. Returns the bytes the batcher now holds
+        for it, and whether there may be more to read (a short read was the end for now).
+        Synchronous on purpose: no buffer outlives it across an await."""
         ctx = self._ctx
         data = os.read(f.fd, ctx.config.read_chunk_bytes)
+        more = len(data) == ctx.config.read_chunk_bytes
         if not data:
-            return None
+            return 0, False
         f.offset += len(data)
         ctx.metrics.read_bytes.inc(len(data))
         skipped = 0
         if f.skipping:  # the rest of an overlong line: drop it up to its newline
             newline = data.find(b"\n")
             if newline < 0:
-                return 0
+                return 0, more
             skipped = f.offset - len(data) + newline - (f.line_start + len(f.tail))
             data, f.skipping = data[newline:], False
         buf = f.tail + data
@@ -309,13 +319,13 @@ class Tailer:
             cap = ctx.config.max_line_bytes + 4096  # room for the CRI/Docker envelope
             if len(buf) > cap:  # a line with no end in sight: keep its head only
                 f.tail, f.skipping = buf[:cap], True
-            return 0
+            return 0, more
         complete, f.tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
         base, f.line_start = f.line_start, f.offset - len(f.tail)
         entries, commit = f.parser.parse(complete, base)
         if commit > base:  # past the overlong line, if any: undo what was skipped
             commit += skipped
-        return self._emit(f, entries, commit)
+        return self._emit(f, entries, commit), more
 
     def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
         """Hand one chunk to the batcher; returns the bytes it will hold until settled (the
