@@ -39,14 +39,18 @@ class FlowControl:
         try:
             await granted  # the bytes are taken on our behalf before we are woken
         except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
+            if granted.cancelled():
+                self._grant()  # it may have stood in front of waiters that fit
+            else:
                 self.adjust(-n)  # granted, but cancelled before it could use them
             raise
 
     def adjust(self, n: int) -> None:
         """Take (n > 0) or give back (n < 0) bytes without waiting."""
         self._used += n
-        self._metrics.pending_bytes.set(self._used)
+        self._grant()
+
+    def _grant(self) -> None:
         while self._waiters:
             want, granted = self._waiters[0]
             if granted.done():  # cancelled while waiting

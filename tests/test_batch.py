@@ -105,3 +105,20 @@ def test_flow_control_blocks_readers_until_bytes_are_released() -> None:
         await asyncio.wait_for(waiter, 1)
         assert flow.used == 50
     asyncio.run(scenario())
+
+
+def test_flow_control_serves_waiters_in_order_and_only_those_that_fit() -> None:
+    async def scenario() -> None:
+        flow = FlowControl(100, Metrics())
+        await flow.acquire(100)
+        first = asyncio.create_task(flow.acquire(60))
+        second = asyncio.create_task(flow.acquire(60))
+        third = asyncio.create_task(flow.acquire(30))
+        await asyncio.sleep(0.01)
+        flow.adjust(-100)  # room for the first (60); not for the second, so none behind it
+        await asyncio.sleep(0.01)
+        assert first.done() and not second.done() and not third.done()
+        second.cancel()  # gives up its place; the third fits beside the first
+        await asyncio.wait_for(third, 1)
+        assert flow.used == 90
+    asyncio.run(scenario())
