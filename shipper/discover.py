@@ -16,6 +16,12 @@ from shipper.config import InputsConfig
 log = logging.getLogger(__name__)
 
 
+def _existing(directory: str) -> str:
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    return directory
+
+
 def static_root(pattern: str) -> str:
     """The directory part of a glob before its first wildcard: what inotify can watch."""
     parts = pattern.split(os.sep)
@@ -41,7 +47,9 @@ class Discoverer:
         return list(found)
 
     def roots(self) -> set[str]:
-        return {static_root(p) for p in self._config.paths}
+        """Where new files appear: each glob's static directory, or its nearest existing
+        ancestor until it exists (its creation is then noticed too)."""
+        return {_existing(static_root(p)) for p in self._config.paths}
 
     async def watch(self, extra_dirs: Callable[[], Iterable[str]],
                     on_change: Callable[[set[str]], None],
@@ -54,9 +62,6 @@ class Discoverer:
             rescan()
             last_rescan = loop.time()
             dirs = {d for d in (*self.roots(), *extra_dirs()) if os.path.isdir(d)}
-            if not dirs:
-                await asyncio.sleep(interval)
-                continue
             stop = asyncio.Event()
             try:
                 async for changes in watchfiles.awatch(

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_OVERHEAD = 24  # encoded bytes per entry besides line and metadata: tags, lengths, timestamp
 ROTATION_GRACE = 1.0  # s a renamed file stays open after EOF: the runtime may still be writing
+FIRST_POLL = 0.5  # s: a new file's first look without inotify, doubling up to poll_interval
 
 
 @dataclass
@@ -82,6 +83,7 @@ class Tailer:
         self._files: list[_OpenFile] = []  # rotated ones first, the current one last
         self._wake = asyncio.Event()
         self._missing_since: float | None = None
+        self._poll = min(FIRST_POLL, ctx.poll_interval)  # s until the next look without inotify
         self.done = False  # no file left to read: the path is gone
 
     def open(self) -> None:
@@ -174,11 +176,14 @@ class Tailer:
                 if self._wake.is_set():
                     continue
                 rotated_pending = len(self._files) > 1 or self._missing_since is not None
-                timeout = ROTATION_GRACE if rotated_pending else self._ctx.poll_interval
+                timeout = ROTATION_GRACE if rotated_pending else self._poll
                 # asyncio.timeout, not wait_for: no extra task per wait (measured per wake-up)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+                # A new file is looked at 0.5, 1, 2... s after opening, then every poll_interval:
+                # writes may land before inotify watches its directory.
+                self._poll = min(self._poll * 2, self._ctx.poll_interval)
         finally:
             if once or not self.done:
                 self.close()

@@ -160,3 +160,21 @@ def test_a_new_file_with_a_gone_files_inode_number_is_read_from_its_start(
             asyncio.run(scenario(receiver))
         entries = receiver.entries
     assert_exactly_once(entries, pod.written)
+
+
+def test_a_new_file_is_picked_up_by_inotify_within_a_second(tmp_path: Path) -> None:
+    """The rescan is set to a minute here, so only inotify can explain a prompt pick-up."""
+    async def scenario(receiver: LokiReceiver) -> float:
+        config = make_config(tmp_path, receiver.url, inputs={"rescan_interval": "60s"},
+                             batch={"size": 1, "timeout": "10s"})
+        async with running(config):
+            await asyncio.sleep(0.3)  # started; the first scan found nothing
+            created = time.monotonic()
+            pod = PodLog(tmp_path, "shop", "fresh-0", "app")
+            pod.line("hello")
+            await until(lambda: len(receiver.entries) == 1, timeout=5)
+            return time.monotonic() - created
+
+    with LokiReceiver() as receiver:
+        took = asyncio.run(scenario(receiver))
+    assert took < 1.5, f"picked up after {took:.2f}s"  # 1 s to notice, plus one push
