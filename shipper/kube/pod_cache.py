@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from shipper.kube.pod_path import CRONJOB_SUFFIX, SAFE_ALPHABET
+
 EXCLUDE = "shipper.io/exclude"
 EXCLUDE_CONTAINERS = "shipper.io/exclude-containers"
 # kubectl apply stores the whole manifest here: kilobytes per pod that no log label wants.
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-# The Deployment controller names a ReplicaSet <deployment>-<hash>, the hash spelled in
-# rand.SafeEncodeString's alphabet (no vowels, no 0/1/3, so it never reads as a word).
-_TEMPLATE_HASH = re.compile(r"^(.+)-[bcdfghjklmnpqrstvwxz2456789]{1,10}$")
+# The Deployment controller names a ReplicaSet <deployment>-<pod-template-hash>.
+_TEMPLATE_HASH = re.compile(f"^(.+)-{SAFE_ALPHABET}{{1,10}}$")
 # The CronJob controller names a Job <cronjob>-<scheduled time in minutes since the epoch>.
-_CRONJOB_JOB = re.compile(r"^(.*)-\d{8,}$")
+_CRONJOB_JOB = re.compile("^(.*)" + CRONJOB_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,12 @@ _PODS_RE = re.compile(
 # Pod name suffixes added by controllers: '-<5 char random>' on every generated pod,
 # '-<pod-template-hash>' (6-10 chars from the safe alphabet) under a ReplicaSet, and the
 # '-<minutes since epoch>' a CronJob gives its Jobs.
-_RANDOM_SUFFIX = re.compile(r"-[bcdfghjklmnpqrstvwxz2456789]{5}$")
-_TEMPLATE_HASH = re.compile(r"-[bcdfghjklmnpqrstvwxz2456789]{6,10}$")
-_CRONJOB_SUFFIX = re.compile(r"-\d{8,}$")
+# Kubernetes' rand.SafeEncodeString alphabet: no vowels, no 0/1/3, so it never reads as a word.
+SAFE_ALPHABET = "[bcdfghjklmnpqrstvwxz2456789]"
+CRONJOB_SUFFIX = r"-\d{8,}$"  # minutes since the epoch
+_RANDOM_SUFFIX = re.compile(f"-{SAFE_ALPHABET}{{5}}$")
+_TEMPLATE_HASH = re.compile(f"-{SAFE_ALPHABET}{{6,10}}$")
+_CRONJOB_SUFFIX = re.compile(CRONJOB_SUFFIX)
 _ORDINAL = re.compile(r"-\d+$")
 
 
