@@ -268,7 +268,7 @@ class Tailer:
     def _finish(self, f: _OpenFile) -> None:
         """No more bytes will come: emit the last (unterminated or partial) line and let go."""
         last = f.parser.flush()
-        if f.tail and not f.skipping:
+        if f.tail:  # an unterminated last line (if overlong, its head: the parser truncates it)
             entries, _ = f.parser.parse(f.tail + b"\n", f.line_start)
             last += entries + f.parser.flush()
         if last:
