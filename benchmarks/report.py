@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +69,24 @@ def source() -> dict[str, Any]:
             "shipper_modified": bool(git("status", "--porcelain", "--", "shipper").strip())}
 
 
+def reference_loop_s() -> float:
+    """CPU seconds of a fixed pure-Python loop: how fast this (virtual) CPU runs right now. On
+    a shared VM the same work took 2.5 s or 3.8 s CPU minutes apart, so every CPU-second figure
+    is to be read beside this one."""
+    started = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i & 7
+    return time.process_time() - started
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo
                   if line.startswith("model name")), platform.processor())
     return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "kernel": platform.release(), "loadavg_at_start": os.getloadavg()}
+            "kernel": platform.release(), "loadavg_at_start": os.getloadavg(),
+            "reference_loop_s_at_start": reference_loop_s()}
 
 
 def _format(value: Any) -> str:
@@ -103,6 +116,10 @@ def markdown(results: dict[str, Any]) -> str:
     out = [f"# shipper benchmarks, {results['started']}", "",
            f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, Python {m['python']}, "
            f"Linux {m['kernel']}; load average at start {m['loadavg_at_start'][0]:.2f}.",
+           f"Host speed: a fixed Python loop (10M iterations) took "
+           f"{m['reference_loop_s_at_start']:.2f} s CPU at the start and "
+           f"{m.get('reference_loop_s_at_end', float('nan')):.2f} s at the end (CPU-second "
+           "figures scale with it).",
            f"Agent: commit {src['commit']}"
            f"{' with uncommitted changes in shipper/' if src['shipper_modified'] else ''}.",
            "",

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.report import machine, markdown, source, verdicts
+from benchmarks.report import machine, markdown, reference_loop_s, source, verdicts
 from benchmarks.scenarios import QUICK, Sizes, catch_up, idle, latency, many_streams
 from benchmarks.steady import steady
 
@@ -48,6 +48,7 @@ def run(names: list[str], sizes: Sizes, out: Path, workdir: Path | None,
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["machine"]["reference_loop_s_at_end"] = reference_loop_s()
     results["verdicts"] = verdicts(results)
     out.mkdir(parents=True, exist_ok=True)
     stem = time.strftime("%Y%m%d-%H%M%S")
