@@ -8,9 +8,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-# (timestamp in ns since the epoch, the line as valid UTF-8, "stdout" | "stderr")
-ParsedLine = tuple[int, bytes, str]
+# What a line's output stream is tagged with: the tailer passes the Loki Stream each of
+# stdout and stderr goes to, so parsed lines are entries as they are (no per-line re-mapping).
+Tag = TypeVar("Tag")
+# (timestamp in ns since the epoch, the line as valid UTF-8, the tag of its stream)
+ParsedLine = tuple[int, bytes, Tag]
 
 # The cache key of a timestamp's seconds: its first 19 bytes, then "." if a fraction follows, then
 # the zone unless it is "Z". So the common "Z" with a fraction is keyed by one slice, t[:20].
@@ -28,18 +32,18 @@ class ParseCounts:
     """Cumulative counts; the tailer reads their deltas into metrics."""
 
     lines: int = 0  # raw lines seen
-    unparsable: int = 0  # neither CRI nor Docker: shipped unchanged, read time, stream "stdout"
+    unparsable: int = 0  # neither CRI nor Docker: shipped unchanged, read time, as stdout
     truncated: int = 0  # joined line longer than max_line_bytes: cut, counted once per entry
     invalid_utf8: int = 0  # entries whose invalid UTF-8 was replaced (U+FFFD)
     blank: int = 0  # empty raw lines: skipped, counted
 
 
 @dataclass(slots=True)
-class _Partial:
+class _Partial(Generic[Tag]):
     """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
     a trailing newline). Pending while `parts` is non-empty."""
 
-    stream: str  # "stdout" | "stderr"
+    stream: Tag  # what its lines are tagged with
     parts: list[bytes] = field(default_factory=list)
     size: int = 0  # bytes in parts; appending stops once past max_line_bytes
     ts: int = 0  # the first part's: a joined line takes it
@@ -56,20 +60,25 @@ def _char_boundary(line: bytes, limit: int) -> int:
     return end
 
 
-class FileParser:
+class FileParser(Generic[Tag]):
     """One per file. Detects the format from the first non-blank line (b'{' -> Docker json-file,
     else CRI) and joins partial lines per stream (stdout and stderr separately)."""
 
-    def __init__(self, max_line_bytes: int, now_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, max_line_bytes: int, stdout: Tag, stderr: Tag,
+                 now_ns: Callable[[], int] = time.time_ns) -> None:
         self.format: str | None = None  # "cri" | "docker" once detected
         self.counts = ParseCounts()
         self._max = max_line_bytes
         self._now_ns = now_ns
         self._seconds: dict[bytes, int] = {}  # seconds-part key -> ns since the epoch
-        self._stdout = _Partial("stdout")
-        self._stderr = _Partial("stderr")
+        self._stdout = _Partial(stdout)
+        self._stderr = _Partial(stderr)
 
-    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine], int]:
+    def retag(self, stdout: Tag, stderr: Tag) -> None:
+        """Tag lines completed from now on differently (the pod's metadata arrived)."""
+        self._stdout.stream, self._stderr.stream = stdout, stderr
+
+    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine[Tag]], int]:
         """`data` is whole lines, each ending in b'\\n', read from file offset `offset`.
         Returns the complete entries in file order, and the commit offset: every byte before it
         has become part of a returned entry. That is the file offset where the earliest line of
@@ -83,7 +92,7 @@ class FileParser:
             first = next((line for line in lines if line), None)
             if first is not None:
                 self.format = "docker" if first.startswith(b"{") else "cri"
-        out: list[ParsedLine] = []
+        out: list[ParsedLine[Tag]] = []
         if self.format == "cri":
             self._parse_cri(lines, len(data) <= self._max and data.isascii(), out)
         elif self.format == "docker":
@@ -99,7 +108,7 @@ class FileParser:
                 commit = min(commit, partial.start)
         return out, commit
 
-    def flush(self) -> list[ParsedLine]:
+    def flush(self) -> list[ParsedLine[Tag]]:
         """The file is finished (rotated and drained, or deleted): emit pending partials as they
         are."""
         pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
@@ -109,7 +118,7 @@ class FileParser:
             p.parts.clear()
         return out
 
-    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine]) -> None:
+    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine[Tag]]) -> None:
         # The hot path, so written for speed: locals instead of attributes, the common timestamp
         # shape parsed inline, and no call but split, isdigit and int for a full line. `plain`
         # says the whole chunk is ASCII and shorter than max_line_bytes: no line needs _clean.
@@ -119,6 +128,7 @@ class FileParser:
         scale = _FRACTION_SCALE
         stdout, stderr = self._stdout, self._stderr
         stdout_parts, stderr_parts = stdout.parts, stderr.parts
+        stdout_tag, stderr_tag = stdout.stream, stderr.stream
         blank = 0
         for i, line in enumerate(lines):
             if not line:
@@ -134,9 +144,9 @@ class FileParser:
                 t, s, tag = fields  # "... stdout F" with the separator before the empty message
                 msg = b""
             if s == b"stdout":
-                partial, parts, stream = stdout, stdout_parts, "stdout"
+                partial, parts, stream = stdout, stdout_parts, stdout_tag
             elif s == b"stderr":
-                partial, parts, stream = stderr, stderr_parts, "stderr"
+                partial, parts, stream = stderr, stderr_parts, stderr_tag
             else:
                 self._unparsable(line, out)
                 continue
@@ -164,7 +174,7 @@ class FileParser:
                 self._unparsable(line, out)
         self.counts.blank += blank
 
-    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine]) -> None:
+    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine[Tag]]) -> None:
         for i, line in enumerate(lines):
             if not line:
                 self.counts.blank += 1
@@ -183,7 +193,7 @@ class FileParser:
 
     # A Docker record: (log without its final newline, whether it had one, its stream, time in
     # ns). A log without the newline is a partial: Docker splits long lines at 16 KiB.
-    def _docker_fast(self, line: bytes) -> tuple[bytes, bool, _Partial, int] | None:
+    def _docker_fast(self, line: bytes) -> tuple[bytes, bool, _Partial[Tag], int] | None:
         """The common record without json.loads: Docker writes the keys in this order, and when
         the log is ASCII with nothing escaped but a final newline, its fields are plain slices.
         None sends the line to _docker_json, which gives the same answer, only slower."""
@@ -207,7 +217,7 @@ class FileParser:
         ts = self._timestamp(tail[16:-2])
         return None if ts is None else (log, full, partial, ts)
 
-    def _docker_json(self, line: bytes) -> tuple[bytes, bool, _Partial, int] | None:
+    def _docker_json(self, line: bytes) -> tuple[bytes, bool, _Partial[Tag], int] | None:
         try:
             # strict=False: a raw control character in a string is taken as is, as the fast
             # path takes it
@@ -229,23 +239,23 @@ class FileParser:
                 log.encode("utf-8", "surrogatepass"), full,
                 self._stdout if stream == "stdout" else self._stderr, ts)
 
-    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int) -> None:
+    def _add_part(self, partial: _Partial[Tag], ts: int, msg: bytes, index: int) -> None:
         if not partial.parts:
             partial.ts, partial.index, partial.size = ts, index, 0
         if partial.size <= self._max:  # bounded: later parts are consumed but not kept
             partial.parts.append(msg)
             partial.size += len(msg)
 
-    def _complete(self, partial: _Partial, last: bytes, out: list[ParsedLine]) -> None:
+    def _complete(self, partial: _Partial[Tag], last: bytes, out: list[ParsedLine[Tag]]) -> None:
         if partial.size <= self._max:
             partial.parts.append(last)
         line = b"".join(partial.parts)
         partial.parts.clear()
         out.append((partial.ts, self._clean(line), partial.stream))
 
-    def _unparsable(self, line: bytes, out: list[ParsedLine]) -> None:
+    def _unparsable(self, line: bytes, out: list[ParsedLine[Tag]]) -> None:
         self.counts.unparsable += 1
-        out.append((self._now_ns(), self._clean(line), "stdout"))
+        out.append((self._now_ns(), self._clean(line), self._stdout.stream))
 
     def _clean(self, line: bytes) -> bytes:
         """Cut to max_line_bytes at a character boundary and replace invalid UTF-8."""

@@ -17,8 +17,8 @@ from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.kube.pod_path import PathMeta, parse_log_path
 from shipper.metrics import Metrics
-from shipper.model import Chunk, Entry, FileId, Ticket
-from shipper.parse import FileParser, ParseCounts, ParsedLine
+from shipper.model import Chunk, Entry, FileId, Stream, Ticket
+from shipper.parse import FileParser, ParseCounts
 from shipper.positions import Positions
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,8 @@ class _OpenFile:
     file: FileId
     path: str  # the name it was opened under, for humans
     offset: int  # next byte os.read returns
-    parser: FileParser
+    parser: FileParser[Stream]  # tags each line with the Stream it goes to
+    streams: FileStreams  # what the parser's tags were taken from
     size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
     tail: bytes = b""  # an incomplete last line, waiting for its newline
     line_start: int = 0  # file offset where `tail` starts
@@ -147,7 +148,9 @@ class Tailer:
     def _add(self, fd: int, file: FileId, path: str, offset: int) -> _OpenFile:
         if offset:
             os.lseek(fd, offset, os.SEEK_SET)
-        opened = _OpenFile(fd, file, path, offset, FileParser(self._ctx.config.max_line_bytes),
+        streams = self._current_streams()
+        parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
+        opened = _OpenFile(fd, file, path, offset, parser, streams,
                            size=self._ctx.metrics.file_bytes.labels(path), line_start=offset)
         self._ctx.positions.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
@@ -261,12 +264,14 @@ class Tailer:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
         os.lseek(f.fd, 0, os.SEEK_SET)
         f.offset, f.line_start, f.tail, f.skipping = 0, 0, b"", False
-        f.parser = FileParser(self._ctx.config.max_line_bytes)
+        f.parser = FileParser(self._ctx.config.max_line_bytes, f.streams.stdout,
+                              f.streams.stderr)
         f.counts = ParseCounts()
         self._ctx.positions.open(f.file, f.path, 0)
 
     def _finish(self, f: _OpenFile) -> None:
         """No more bytes will come: emit the last (unterminated or partial) line and let go."""
+        self._tag(f)
         last = f.parser.flush()
         if f.tail:  # an unterminated last line (if overlong, its head: the parser truncates it)
             entries, _ = f.parser.parse(f.tail + b"\n", f.line_start)
@@ -327,32 +332,36 @@ class Tailer:
             return 0, more
         complete, f.tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
         base, f.line_start = f.line_start, f.offset - len(f.tail)
+        self._tag(f)
         entries, commit = f.parser.parse(complete, base)
         if commit > base:  # past the overlong line, if any: undo what was skipped
             commit += skipped
         return self._emit(f, entries, commit), more
 
-    def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
+    def _emit(self, f: _OpenFile, entries: list[Entry], commit: int) -> int:
         """Hand one chunk to the batcher; returns the bytes it will hold until settled (the
         caller accounts for them in the flow budget)."""
-        ctx = self._ctx
-        streams = self._current_streams()
+        ctx, streams = self._ctx, f.streams
         self._count(f)
-        entries: list[Entry]
         if streams.excluded:
-            ctx.metrics.entries_excluded.inc(len(parsed))
+            ctx.metrics.entries_excluded.inc(len(entries))
             entries = []
-        else:
-            out, err = streams.stdout, streams.stderr
-            entries = [(ts, line, err if name == "stderr" else out) for ts, line, name in parsed]
-            if ctx.enricher.waits_for_pods and not streams.enriched:
-                ctx.metrics.entries_without_metadata.inc(len(entries))
+        elif ctx.enricher.waits_for_pods and not streams.enriched:
+            ctx.metrics.entries_without_metadata.inc(len(entries))
         overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in streams.stdout.metadata)
         chunk = Chunk(Ticket(f.file, commit), entries, overhead, streams.shared_labels)
         size = chunk.size
         ctx.positions.track(chunk.ticket)
         ctx.batcher.add(chunk)
         return size
+
+    def _tag(self, f: _OpenFile) -> None:
+        """Lines parsed from now on go to the file's current streams (rebuilt when the pod
+        cache changed, e.g. once the pod's metadata arrived)."""
+        streams = self._current_streams()
+        if streams is not f.streams:
+            f.parser.retag(streams.stdout, streams.stderr)
+            f.streams = streams
 
     def _current_streams(self) -> FileStreams:
         streams = self._streams

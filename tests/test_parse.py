@@ -20,8 +20,8 @@ T = b"2024-01-15T10:30:00.123456789Z"
 T_NS = calendar.timegm((2024, 1, 15, 10, 30, 0)) * 10**9 + 123456789
 
 
-def parser(max_line_bytes: int = 1024) -> FileParser:
-    return FileParser(max_line_bytes, now_ns=lambda: NOW)
+def parser(max_line_bytes: int = 1024) -> FileParser[str]:
+    return FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
 
 
 def cri(msg: bytes, stream: bytes = b"stdout", tag: bytes = b"F", ts: bytes = T) -> bytes:
@@ -35,9 +35,10 @@ def docker(log: str, stream: str = "stdout", ts: str = T.decode(), spaced: bool 
     return json.dumps(record, separators=separators).encode() + b"\n"
 
 
-def run(p: FileParser, chunks: list[bytes], offset: int = 0) -> tuple[list[ParsedLine], list[int]]:
+def run(p: FileParser[str], chunks: list[bytes],
+        offset: int = 0) -> tuple[list[ParsedLine[str]], list[int]]:
     """Parse consecutive chunks; return all entries and the commit offset after each chunk."""
-    entries: list[ParsedLine] = []
+    entries: list[ParsedLine[str]] = []
     commits = []
     for chunk in chunks:
         out, commit = p.parse(chunk, offset)
@@ -385,7 +386,7 @@ def mixed_lines(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS) -> list[bytes]:
     return lines
 
 
-def ids(entries: list[ParsedLine]) -> list[int]:
+def ids(entries: list[ParsedLine[str]]) -> list[int]:
     return [int(m) for _, line, _ in entries for m in re.findall(rb"<id:(\d+)>", line)]
 
 
@@ -399,7 +400,7 @@ def check_line(line: bytes, max_line_bytes: int) -> None:
 def test_random_bytes_never_raise_and_come_out_valid_and_bounded(
         raw: list[bytes], cuts: list[int], max_line_bytes: int) -> None:
     lines = [r + b"\n" for r in raw]
-    p = FileParser(max_line_bytes, now_ns=lambda: NOW)
+    p = FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
     entries, _ = run(p, chunked(lines, cuts))
     for _, line, stream in entries + p.flush():
         check_line(line, max_line_bytes)
@@ -413,7 +414,7 @@ def test_random_bytes_never_raise_and_come_out_valid_and_bounded(
 def test_every_raw_line_is_blank_or_in_exactly_one_entry_and_commits_are_safe(
         lines: list[bytes], cuts: list[int], offset: int) -> None:
     big = 1 << 20  # no truncation: every id token survives
-    p = FileParser(big, now_ns=lambda: NOW)
+    p = FileParser(big, "stdout", "stderr", now_ns=lambda: NOW)
     starts = [offset + sum(map(len, lines[:i])) for i in range(len(lines))]
     returned: list[int] = []
     last_commit, end = offset, offset
@@ -445,8 +446,8 @@ def test_every_raw_line_is_blank_or_in_exactly_one_entry_and_commits_are_safe(
        st.integers(8, 64))
 def test_chunking_does_not_change_the_output(lines: list[bytes], cuts_a: list[int],
                                              cuts_b: list[int], max_line_bytes: int) -> None:
-    def everything(cuts: list[int]) -> tuple[list[ParsedLine], tuple[int, ...]]:
-        p = FileParser(max_line_bytes, now_ns=lambda: NOW)
+    def everything(cuts: list[int]) -> tuple[list[ParsedLine[str]], tuple[int, ...]]:
+        p = FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
         entries, _ = run(p, chunked(lines, cuts))
         c = p.counts
         return entries + p.flush(), (c.lines, c.unparsable, c.truncated, c.invalid_utf8, c.blank)
@@ -478,7 +479,7 @@ json_text = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from('
 @given(json_text, st.sampled_from(["stdout", "stderr"]), timestamps, st.booleans())
 def test_docker_records_read_the_same_with_or_without_json_loads(
         log: str, stream: str, ts: bytes, ensure_ascii: bool) -> None:
-    def parse(spaced: bool) -> list[ParsedLine]:
+    def parse(spaced: bool) -> list[ParsedLine[str]]:
         record = {"log": log, "stream": stream, "time": ts.decode()}
         separators = (", ", ": ") if spaced else (",", ":")
         line = json.dumps(record, separators=separators, ensure_ascii=ensure_ascii).encode()
@@ -526,7 +527,7 @@ def test_valid_utf8_is_cut_to_the_longest_whole_character_prefix(
 def test_a_long_running_file_keeps_a_small_timestamp_cache() -> None:
     """Hours of logs (a distinct second per line here) must not grow a parser without bound:
     a node tails hundreds of files for days."""
-    parser = FileParser(1024)
+    parser = FileParser(1024, "stdout", "stderr")
     data = b"".join(
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_700_000_000 + i)).encode()
         + b".5Z stdout F x\n" for i in range(20_000))
@@ -539,3 +540,13 @@ def test_a_long_running_file_keeps_a_small_timestamp_cache() -> None:
     tracemalloc.stop()
     # Up to ~130 KB is CPython's free list of 2,000 spare tuples; 4,096 cached seconds were ~650 KB.
     assert retained < 300_000, f"{retained} bytes kept after parsing 10,000 seconds of lines"
+
+
+def test_lines_carry_the_tags_given_and_a_retag_applies_to_pending_partials() -> None:
+    p = FileParser(1024, "out-a", "err-a", now_ns=lambda: NOW)
+    entries, _ = p.parse(b"2024-01-01T00:00:00Z stdout F one\n"
+                         b"2024-01-01T00:00:00Z stderr P two \n", 0)
+    assert [e[2] for e in entries] == ["out-a"]
+    p.retag("out-b", "err-b")  # the pod's metadata arrived: its streams changed
+    entries, _ = p.parse(b"2024-01-01T00:00:01Z stderr F halves\ngarbage\n", 0)
+    assert [(e[1], e[2]) for e in entries] == [(b"two halves", "err-b"), (b"garbage", "out-b")]
