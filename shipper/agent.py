@@ -42,6 +42,8 @@ class Pusher(Protocol):
 
 
 class Agent:
+    """One agent: every stage built from the config here, run and stopped by `run()`."""
+
     def __init__(self, config: Config, *, out: TextIO = sys.stdout, once: bool = False) -> None:
         self.config = config
         self.once = once
