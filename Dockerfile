@@ -12,9 +12,15 @@ COPY deploy/requirements.lock deploy/build-requirements.lock /tmp/
 RUN python -m venv /opt/shipper \
     && /opt/shipper/bin/pip install --only-binary=:all: --no-deps -r /tmp/requirements.lock \
     && /opt/shipper/bin/pip check
-# shipper itself is pure Python: build its wheel with the pinned build backend in a throwaway
-# venv, then install the wheel alone.
-COPY pyproject.toml /src/
+# shipper's wheel compiles its two per-line hot modules with mypyc (setup.py), so this stage
+# gets a C compiler; the final stage copies only the venv, never the compiler.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+# Build the wheel with the pinned build backend and mypyc in a throwaway venv, then install the
+# wheel alone.
+COPY pyproject.toml setup.py /src/
 COPY shipper /src/shipper
 RUN python -m venv /opt/build \
     && /opt/build/bin/pip install --only-binary=:all: -r /tmp/build-requirements.lock \

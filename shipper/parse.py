@@ -8,13 +8,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any
 
-# What a line's output stream is tagged with: the tailer passes the Loki Stream each of
-# stdout and stderr goes to, so parsed lines are entries as they are (no per-line re-mapping).
-Tag = TypeVar("Tag")
-# (timestamp in ns since the epoch, the line as valid UTF-8, the tag of its stream)
-ParsedLine = tuple[int, bytes, Tag]
+# (timestamp in ns since the epoch, the line as valid UTF-8, the tag of its stream). A tag is
+# whatever the caller gave for stdout and stderr: the tailer passes the Loki Stream each goes
+# to, so parsed lines are entries as they are (no per-line re-mapping). `object`, not a
+# TypeVar: mypyc, which compiles this module, cannot compile generic classes.
+ParsedLine = tuple[int, bytes, object]
 
 # The cache key of a timestamp's seconds: its first 19 bytes, then "." if a fraction follows, then
 # the zone unless it is "Z". So the common "Z" with a fraction is keyed by one slice, t[:20].
@@ -39,11 +39,11 @@ class ParseCounts:
 
 
 @dataclass(slots=True)
-class _Partial(Generic[Tag]):
+class _Partial:
     """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
     a trailing newline). Pending while `parts` is non-empty."""
 
-    stream: Tag  # what its lines are tagged with
+    stream: Any  # what its lines are tagged with (Any: mypyc's dataclasses refuse `object`)
     parts: list[bytes] = field(default_factory=list)
     size: int = 0  # bytes in parts; appending stops once past max_line_bytes
     ts: int = 0  # the first part's: a joined line takes it
@@ -60,11 +60,11 @@ def _char_boundary(line: bytes, limit: int) -> int:
     return end
 
 
-class FileParser(Generic[Tag]):
+class FileParser:
     """One per file. Detects the format from the first non-blank line (b'{' -> Docker json-file,
     else CRI) and joins partial lines per stream (stdout and stderr separately)."""
 
-    def __init__(self, max_line_bytes: int, stdout: Tag, stderr: Tag,
+    def __init__(self, max_line_bytes: int, stdout: object, stderr: object,
                  now_ns: Callable[[], int] = time.time_ns) -> None:
         self.format: str | None = None  # "cri" | "docker" once detected
         self.counts = ParseCounts()
@@ -74,11 +74,11 @@ class FileParser(Generic[Tag]):
         self._stdout = _Partial(stdout)
         self._stderr = _Partial(stderr)
 
-    def retag(self, stdout: Tag, stderr: Tag) -> None:
+    def retag(self, stdout: object, stderr: object) -> None:
         """Tag lines completed from now on differently (the pod's metadata arrived)."""
         self._stdout.stream, self._stderr.stream = stdout, stderr
 
-    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine[Tag]], int]:
+    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine], int]:
         """`data` is whole lines, each ending in b'\\n', read from file offset `offset`.
         Returns the complete entries in file order, and the commit offset: every byte before it
         has become part of a returned entry. That is the file offset where the earliest line of
@@ -92,7 +92,7 @@ class FileParser(Generic[Tag]):
             first = next((line for line in lines if line), None)
             if first is not None:
                 self.format = "docker" if first.startswith(b"{") else "cri"
-        out: list[ParsedLine[Tag]] = []
+        out: list[ParsedLine] = []
         if self.format == "cri":
             self._parse_cri(lines, len(data) <= self._max and data.isascii(), out)
         elif self.format == "docker":
@@ -108,7 +108,7 @@ class FileParser(Generic[Tag]):
                 commit = min(commit, partial.start)
         return out, commit
 
-    def flush(self) -> list[ParsedLine[Tag]]:
+    def flush(self) -> list[ParsedLine]:
         """The file is finished (rotated and drained, or deleted): emit pending partials as they
         are."""
         pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
@@ -118,7 +118,7 @@ class FileParser(Generic[Tag]):
             p.parts.clear()
         return out
 
-    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine[Tag]]) -> None:
+    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine]) -> None:
         # The hot path, so written for speed: locals instead of attributes, the common timestamp
         # shape parsed inline, and no call but split, isdigit and int for a full line. `plain`
         # says the whole chunk is ASCII and shorter than max_line_bytes: no line needs _clean.
@@ -174,7 +174,7 @@ class FileParser(Generic[Tag]):
                 self._unparsable(line, out)
         self.counts.blank += blank
 
-    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine[Tag]]) -> None:
+    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine]) -> None:
         for i, line in enumerate(lines):
             if not line:
                 self.counts.blank += 1
@@ -193,7 +193,7 @@ class FileParser(Generic[Tag]):
 
     # A Docker record: (log without its final newline, whether it had one, its stream, time in
     # ns). A log without the newline is a partial: Docker splits long lines at 16 KiB.
-    def _docker_fast(self, line: bytes) -> tuple[bytes, bool, _Partial[Tag], int] | None:
+    def _docker_fast(self, line: bytes) -> tuple[bytes, bool, _Partial, int] | None:
         """The common record without json.loads: Docker writes the keys in this order, and when
         the log is ASCII with nothing escaped but a final newline, its fields are plain slices.
         None sends the line to _docker_json, which gives the same answer, only slower."""
@@ -217,7 +217,7 @@ class FileParser(Generic[Tag]):
         ts = self._timestamp(tail[16:-2])
         return None if ts is None else (log, full, partial, ts)
 
-    def _docker_json(self, line: bytes) -> tuple[bytes, bool, _Partial[Tag], int] | None:
+    def _docker_json(self, line: bytes) -> tuple[bytes, bool, _Partial, int] | None:
         try:
             # strict=False: a raw control character in a string is taken as is, as the fast
             # path takes it
@@ -239,21 +239,21 @@ class FileParser(Generic[Tag]):
                 log.encode("utf-8", "surrogatepass"), full,
                 self._stdout if stream == "stdout" else self._stderr, ts)
 
-    def _add_part(self, partial: _Partial[Tag], ts: int, msg: bytes, index: int) -> None:
+    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int) -> None:
         if not partial.parts:
             partial.ts, partial.index, partial.size = ts, index, 0
         if partial.size <= self._max:  # bounded: later parts are consumed but not kept
             partial.parts.append(msg)
             partial.size += len(msg)
 
-    def _complete(self, partial: _Partial[Tag], last: bytes, out: list[ParsedLine[Tag]]) -> None:
+    def _complete(self, partial: _Partial, last: bytes, out: list[ParsedLine]) -> None:
         if partial.size <= self._max:
             partial.parts.append(last)
         line = b"".join(partial.parts)
         partial.parts.clear()
         out.append((partial.ts, self._clean(line), partial.stream))
 
-    def _unparsable(self, line: bytes, out: list[ParsedLine[Tag]]) -> None:
+    def _unparsable(self, line: bytes, out: list[ParsedLine]) -> None:
         self.counts.unparsable += 1
         out.append((self._now_ns(), self._clean(line), self._stdout.stream))
 

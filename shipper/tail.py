@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from prometheus_client import Gauge
 
@@ -17,8 +18,8 @@ from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.kube.pod_path import PathMeta, parse_log_path
 from shipper.metrics import Metrics
-from shipper.model import Chunk, Entry, FileId, Stream, Ticket
-from shipper.parse import FileParser, ParseCounts
+from shipper.model import Chunk, Entry, FileId, Ticket
+from shipper.parse import FileParser, ParseCounts, ParsedLine
 from shipper.positions import Positions
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class _OpenFile:
     file: FileId
     path: str  # the name it was opened under, for humans
     offset: int  # next byte os.read returns
-    parser: FileParser[Stream]  # tags each line with the Stream it goes to
+    parser: FileParser  # tags each line with the Stream it goes to
     streams: FileStreams  # what the parser's tags were taken from
     size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
     tail: bytes = b""  # an incomplete last line, waiting for its newline
@@ -338,10 +339,12 @@ class Tailer:
             commit += skipped
         return self._emit(f, entries, commit), more
 
-    def _emit(self, f: _OpenFile, entries: list[Entry], commit: int) -> int:
+    def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
         """Hand one chunk to the batcher; returns the bytes it will hold until settled (the
         caller accounts for them in the flow budget)."""
         ctx, streams = self._ctx, f.streams
+        # The parser tags lines with what it was given: this file's Streams (see _tag).
+        entries = cast(list[Entry], parsed)
         self._count(f)
         if streams.excluded:
             ctx.metrics.entries_excluded.inc(len(entries))

@@ -20,7 +20,7 @@ T = b"2024-01-15T10:30:00.123456789Z"
 T_NS = calendar.timegm((2024, 1, 15, 10, 30, 0)) * 10**9 + 123456789
 
 
-def parser(max_line_bytes: int = 1024) -> FileParser[str]:
+def parser(max_line_bytes: int = 1024) -> FileParser:
     return FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
 
 
@@ -35,10 +35,10 @@ def docker(log: str, stream: str = "stdout", ts: str = T.decode(), spaced: bool 
     return json.dumps(record, separators=separators).encode() + b"\n"
 
 
-def run(p: FileParser[str], chunks: list[bytes],
-        offset: int = 0) -> tuple[list[ParsedLine[str]], list[int]]:
+def run(p: FileParser, chunks: list[bytes],
+        offset: int = 0) -> tuple[list[ParsedLine], list[int]]:
     """Parse consecutive chunks; return all entries and the commit offset after each chunk."""
-    entries: list[ParsedLine[str]] = []
+    entries: list[ParsedLine] = []
     commits = []
     for chunk in chunks:
         out, commit = p.parse(chunk, offset)
@@ -386,7 +386,7 @@ def mixed_lines(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS) -> list[bytes]:
     return lines
 
 
-def ids(entries: list[ParsedLine[str]]) -> list[int]:
+def ids(entries: list[ParsedLine]) -> list[int]:
     return [int(m) for _, line, _ in entries for m in re.findall(rb"<id:(\d+)>", line)]
 
 
@@ -446,7 +446,7 @@ def test_every_raw_line_is_blank_or_in_exactly_one_entry_and_commits_are_safe(
        st.integers(8, 64))
 def test_chunking_does_not_change_the_output(lines: list[bytes], cuts_a: list[int],
                                              cuts_b: list[int], max_line_bytes: int) -> None:
-    def everything(cuts: list[int]) -> tuple[list[ParsedLine[str]], tuple[int, ...]]:
+    def everything(cuts: list[int]) -> tuple[list[ParsedLine], tuple[int, ...]]:
         p = FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
         entries, _ = run(p, chunked(lines, cuts))
         c = p.counts
@@ -479,7 +479,7 @@ json_text = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from('
 @given(json_text, st.sampled_from(["stdout", "stderr"]), timestamps, st.booleans())
 def test_docker_records_read_the_same_with_or_without_json_loads(
         log: str, stream: str, ts: bytes, ensure_ascii: bool) -> None:
-    def parse(spaced: bool) -> list[ParsedLine[str]]:
+    def parse(spaced: bool) -> list[ParsedLine]:
         record = {"log": log, "stream": stream, "time": ts.decode()}
         separators = (", ", ": ") if spaced else (",", ":")
         line = json.dumps(record, separators=separators, ensure_ascii=ensure_ascii).encode()
