@@ -40,9 +40,6 @@ class FileStreams:
     enriched: bool  # built with the pod's API metadata (not just its path)
     version: int  # the pod cache version it was built from: rebuild when that moves
 
-    def for_stream(self, name: str) -> Stream:
-        return self.stderr if name == "stderr" else self.stdout
-
     @property
     def shared_labels(self) -> str | None:
         """The label string when stdout and stderr go to one Loki stream (the default)."""

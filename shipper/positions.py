@@ -107,10 +107,6 @@ class Positions:
         track = self._tracks.get(file)
         return None if track is None else track.offset
 
-    @property
-    def pending_tickets(self) -> int:
-        return sum(len(t.tickets) for t in self._tracks.values())
-
     # -- saving --------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[FileId, tuple[str, int]]:
