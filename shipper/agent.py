@@ -19,7 +19,8 @@ from shipper.metrics import Metrics
 from shipper.model import Entry
 from shipper.positions import Positions
 from shipper.server import HealthServer
-from shipper.tail import OpenFailed, TailContext, Tailer
+from shipper.sink import Sink
+from shipper.tail import OpenFailed, Resume, RotationBudget, TailContext, Tailer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -61,13 +62,17 @@ class Agent:
             self.watcher = PodWatcher(config.kubernetes, self.pods, self.metrics)
         self.enricher = Enricher(config.labels, config.kubernetes.node_name, self.pods)
         self.flow = FlowControl(config.batch.max_pending_bytes, self.metrics)
-        self.batcher = Batcher(config.batch, self.flow, self.positions.settled)
+        self.batcher = Batcher(config.batch, self.flow, self.positions)
         self.pusher = self._pusher(out)
         self.discoverer = Discoverer(config.inputs)
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
         self._tailer_tasks: set[asyncio.Task[None]] = set()
         self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
-        self._ctx: TailContext | None = None
+        self._resume = Resume()
+        self._ctx = TailContext(config.inputs, self.enricher,
+                                Sink(self.flow, self.batcher, self.positions), self.metrics,
+                                self._resume, RotationBudget(config.inputs.max_rotated_files),
+                                poll_interval=config.inputs.rescan_interval)
         self.server = HealthServer(config.server.listen, self.metrics, self.ready)
         self.started = False
 
@@ -99,9 +104,7 @@ class Agent:
         """Run until `stop` is set (or SIGTERM/SIGINT; with once, until every file is at EOF),
         then: stop reading, push what is batched within the deadline, save positions."""
         stop = stop or self._stop_on_signals()
-        self._ctx = TailContext(self.config.inputs, self.enricher, self.batcher, self.flow,
-                                self.positions, self.metrics, self.positions.load(),
-                                poll_interval=self.config.inputs.rescan_interval)
+        self._resume.restore(self.positions.load())
         await self.server.start()
         background = [asyncio.create_task(self._save_positions(), name="positions")]
         if self.watcher is not None:
@@ -112,7 +115,7 @@ class Agent:
                                    "dry_run": self.config.dry_run})
         try:
             self._rescan()
-            self._ctx.saved = {}  # only files found by the first scan resume from saved offsets
+            self._resume.first_scan_done()
             if self.once:
                 await asyncio.gather(*self._tailer_tasks)
             else:
@@ -162,7 +165,6 @@ class Agent:
     # -- discovery -----------------------------------------------------------------------------
 
     def _rescan(self) -> None:
-        assert self._ctx is not None
         followed = set()
         for tailer in self.tailers.values():
             tailer.notice()

@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shipper.config import BatchConfig
 from shipper.metrics import Metrics
@@ -79,13 +80,23 @@ class Batch:
     line_bytes: int = 0
     tickets: list[Ticket] = field(default_factory=list)
 
-    def add(self, ticket: Ticket, labels: str, entries: list[Entry], size: int) -> None:
+    def add(self, ticket: Ticket, labels: str, entries: list[Entry], size: int) -> bool:
+        """Returns whether the ticket is new to this batch (the batch must then hold it)."""
         self.streams.setdefault(labels, []).extend(entries)
         self.entries += len(entries)
         self.size += size
-        if not self.tickets or self.tickets[-1] is not ticket:
-            ticket.outstanding += 1
-            self.tickets.append(ticket)
+        if self.tickets and self.tickets[-1] is ticket:
+            return False
+        self.tickets.append(ticket)
+        return True
+
+
+class Ledger(Protocol):
+    """The ticket protocol's owner (Positions): a batch holds the tickets of its entries."""
+
+    def hold(self, ticket: Ticket) -> None: ...
+
+    def release(self, ticket: Ticket) -> None: ...
 
 
 class Batcher:
@@ -93,12 +104,11 @@ class Batcher:
     while a push is in flight entries keep accumulating up to `batch.max_bytes`: under load one
     request carries many lines instead of paying one HTTP round trip per 100."""
 
-    def __init__(self, config: BatchConfig, flow: FlowControl,
-                 on_settled: Callable[[Ticket], None],
+    def __init__(self, config: BatchConfig, flow: FlowControl, ledger: Ledger,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._flow = flow
-        self._on_settled = on_settled
+        self._ledger = ledger
         self._clock = clock
         self._full: deque[Batch] = deque()  # reached max_bytes, waiting for the pusher
         self._current: Batch | None = None
@@ -106,22 +116,21 @@ class Batcher:
         self._closing = False
 
     def add(self, chunk: Chunk) -> None:
-        """Place a chunk's entries (synchronously: a chunk is never half-added)."""
-        ticket = chunk.ticket
+        """Place a chunk's entries (synchronously: a chunk is never half-added). The batches
+        hold its ticket; sealing it is the reader's business."""
         entries = chunk.entries
-        if entries:
-            size = chunk.size
-            batch = self._batch_for(size)
-            if chunk.labels is not None and batch.size + size <= self._config.max_bytes:
-                batch.add(ticket, chunk.labels, entries, size)
-                batch.line_bytes += chunk.line_bytes
-            else:
-                self._add_split(chunk)
-            if batch.entries >= self._config.size or self._full:
-                self._changed.set()
-        ticket.sealed = True
-        if ticket.settled:
-            self._on_settled(ticket)
+        if not entries:
+            return
+        size = chunk.size
+        batch = self._batch_for(size)
+        if chunk.labels is not None and batch.size + size <= self._config.max_bytes:
+            if batch.add(chunk.ticket, chunk.labels, entries, size):
+                self._ledger.hold(chunk.ticket)
+            batch.line_bytes += chunk.line_bytes
+        else:
+            self._add_split(chunk)
+        if batch.entries >= self._config.size or self._full:
+            self._changed.set()
 
     def _batch_for(self, size: int) -> Batch:
         current = self._current
@@ -139,7 +148,8 @@ class Batcher:
         for entry in chunk.entries:
             line_bytes = len(entry[1])
             batch = self._batch_for(line_bytes + overhead)
-            batch.add(chunk.ticket, entry[2].labels, [entry], line_bytes + overhead)
+            if batch.add(chunk.ticket, entry[2].labels, [entry], line_bytes + overhead):
+                self._ledger.hold(chunk.ticket)
             batch.line_bytes += line_bytes
 
     async def next_batch(self) -> Batch | None:
@@ -164,9 +174,7 @@ class Batcher:
         """The batch was acknowledged or dropped for good: release its memory and tickets."""
         self._flow.adjust(-batch.size)
         for ticket in batch.tickets:
-            ticket.outstanding -= 1
-            if ticket.settled:
-                self._on_settled(ticket)
+            self._ledger.release(ticket)
 
     def close(self) -> None:
         """Shutting down: hand out everything batched, whatever its size or age."""

@@ -33,17 +33,18 @@ class Stream:
 
 @dataclass(slots=True)
 class Ticket:
-    """The delivery receipt of one chunk of a file: its entries may be spread over several
-    batches, and the file's position may pass `end` only once every one of them has settled."""
+    """The delivery receipt of one chunk of a file. Issued, held, released and sealed only by
+    `Positions`: the file's position may pass `end` once the ticket is sealed and nothing holds
+    it any more (its entries may be spread over several batches, or wait in a multiline group)."""
 
     file: FileId
     end: int  # file offset: every byte before it is in this or an earlier chunk
-    outstanding: int = 0  # batches holding entries of this chunk and not yet settled
-    sealed: bool = False  # the batcher has placed all entries; outstanding can no longer grow
+    holders: int = 0  # batches (and open multiline groups) holding its entries, not yet settled
+    sealed: bool = False  # its reader placed every entry; holders can no longer appear
 
     @property
     def settled(self) -> bool:
-        return self.sealed and self.outstanding == 0
+        return self.sealed and self.holders == 0
 
 
 @dataclass(slots=True)

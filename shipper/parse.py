@@ -8,13 +8,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-# (timestamp in ns since the epoch, the line as valid UTF-8, the tag of its stream). A tag is
-# whatever the caller gave for stdout and stderr: the tailer passes the Loki Stream each goes
-# to, so parsed lines are entries as they are (no per-line re-mapping). `object`, not a
-# TypeVar: mypyc, which compiles this module, cannot compile generic classes.
-ParsedLine = tuple[int, bytes, object]
+from shipper.model import Entry, Stream
 
 # The cache key of a timestamp's seconds: its first 19 bytes, then "." if a fraction follows, then
 # the zone unless it is "Z". So the common "Z" with a fraction is keyed by one slice, t[:20].
@@ -43,7 +38,7 @@ class _Partial:
     """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
     a trailing newline). Pending while `parts` is non-empty."""
 
-    stream: Any  # what its lines are tagged with (Any: mypyc's dataclasses refuse `object`)
+    stream: Stream  # where its lines go
     parts: list[bytes] = field(default_factory=list)
     size: int = 0  # bytes in parts; appending stops once past max_line_bytes
     ts: int = 0  # the first part's: a joined line takes it
@@ -62,9 +57,10 @@ def _char_boundary(line: bytes, limit: int) -> int:
 
 class FileParser:
     """One per file. Detects the format from the first non-blank line (b'{' -> Docker json-file,
-    else CRI) and joins partial lines per stream (stdout and stderr separately)."""
+    else CRI) and joins partial lines per stream (stdout and stderr separately). Each line comes
+    out as the entry it is, tagged with the Stream of its output (no per-line re-mapping)."""
 
-    def __init__(self, max_line_bytes: int, stdout: object, stderr: object,
+    def __init__(self, max_line_bytes: int, stdout: Stream, stderr: Stream,
                  now_ns: Callable[[], int] = time.time_ns) -> None:
         self.format: str | None = None  # "cri" | "docker" once detected
         self.counts = ParseCounts()
@@ -74,11 +70,11 @@ class FileParser:
         self._stdout = _Partial(stdout)
         self._stderr = _Partial(stderr)
 
-    def retag(self, stdout: object, stderr: object) -> None:
+    def retag(self, stdout: Stream, stderr: Stream) -> None:
         """Tag lines completed from now on differently (the pod's metadata arrived)."""
         self._stdout.stream, self._stderr.stream = stdout, stderr
 
-    def parse(self, data: bytes, offset: int) -> tuple[list[ParsedLine], int]:
+    def parse(self, data: bytes, offset: int) -> tuple[list[Entry], int]:
         """`data` is whole lines, each ending in b'\\n', read from file offset `offset`.
         Returns the complete entries in file order, and the commit offset: every byte before it
         has become part of a returned entry. That is the file offset where the earliest line of
@@ -92,7 +88,7 @@ class FileParser:
             first = next((line for line in lines if line), None)
             if first is not None:
                 self.format = "docker" if first.startswith(b"{") else "cri"
-        out: list[ParsedLine] = []
+        out: list[Entry] = []
         if self.format == "cri":
             self._parse_cri(lines, len(data) <= self._max and data.isascii(), out)
         elif self.format == "docker":
@@ -108,7 +104,7 @@ class FileParser:
                 commit = min(commit, partial.start)
         return out, commit
 
-    def flush(self) -> list[ParsedLine]:
+    def flush(self) -> list[Entry]:
         """The file is finished (rotated and drained, or deleted): emit pending partials as they
         are."""
         pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
@@ -118,7 +114,7 @@ class FileParser:
             p.parts.clear()
         return out
 
-    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[ParsedLine]) -> None:
+    def _parse_cri(self, lines: list[bytes], plain: bool, out: list[Entry]) -> None:
         # The hot path, so written for speed: locals instead of attributes, the common timestamp
         # shape parsed inline, and no call but split, isdigit and int for a full line. `plain`
         # says the whole chunk is ASCII and shorter than max_line_bytes: no line needs _clean.
@@ -174,7 +170,7 @@ class FileParser:
                 self._unparsable(line, out)
         self.counts.blank += blank
 
-    def _parse_docker(self, lines: list[bytes], out: list[ParsedLine]) -> None:
+    def _parse_docker(self, lines: list[bytes], out: list[Entry]) -> None:
         for i, line in enumerate(lines):
             if not line:
                 self.counts.blank += 1
@@ -246,14 +242,14 @@ class FileParser:
             partial.parts.append(msg)
             partial.size += len(msg)
 
-    def _complete(self, partial: _Partial, last: bytes, out: list[ParsedLine]) -> None:
+    def _complete(self, partial: _Partial, last: bytes, out: list[Entry]) -> None:
         if partial.size <= self._max:
             partial.parts.append(last)
         line = b"".join(partial.parts)
         partial.parts.clear()
         out.append((partial.ts, self._clean(line), partial.stream))
 
-    def _unparsable(self, line: bytes, out: list[ParsedLine]) -> None:
+    def _unparsable(self, line: bytes, out: list[Entry]) -> None:
         self.counts.unparsable += 1
         out.append((self._now_ns(), self._clean(line), self._stdout.stream))
 

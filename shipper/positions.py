@@ -73,20 +73,42 @@ class Positions:
         self._tracks[file] = _Track(path, offset, acked)
         acked.set(offset)
 
-    def track(self, ticket: Ticket) -> None:
-        self._tracks[ticket.file].tickets.append(ticket)
+    # The ticket protocol: the only code that changes a Ticket. A reader issues one per chunk,
+    # in file order; whatever keeps entries of the chunk (a batch, an open multiline group)
+    # holds it until settled; the reader seals it once every entry is placed.
 
-    def settled(self, ticket: Ticket) -> None:
-        """Called when a ticket's last batch settles: advance through the settled prefix."""
-        track = self._tracks.get(ticket.file)
+    def issue(self, file: FileId, end: int) -> Ticket:
+        """A receipt for the next chunk of `file`, which ends (for commit) at `end`."""
+        ticket = Ticket(file, end)
+        self._tracks[file].tickets.append(ticket)
+        return ticket
+
+    def hold(self, ticket: Ticket) -> None:
+        if ticket.sealed and ticket.holders == 0:
+            raise RuntimeError("a settled ticket cannot be held again")  # a bug, not bad input
+        ticket.holders += 1
+
+    def release(self, ticket: Ticket) -> None:
+        ticket.holders -= 1
+        if ticket.settled:
+            self._advance(ticket.file)
+
+    def seal(self, ticket: Ticket) -> None:
+        ticket.sealed = True
+        if ticket.settled:
+            self._advance(ticket.file)
+
+    def _advance(self, file: FileId) -> None:
+        """Move the file's offset through the prefix of settled tickets."""
+        track = self._tracks.get(file)
         if track is None:
-            return
+            return  # given up (max_rotated_files): nothing to commit any more
         tickets = track.tickets
         while tickets and tickets[0].settled:
             track.offset = tickets.popleft().end
         track.acked.set(track.offset)
         if track.finished and not tickets:
-            self._forget(ticket.file)
+            self._forget(file)
 
     def finish(self, file: FileId) -> None:
         """The tailer will read no more of `file` (drained after rotation or deletion)."""

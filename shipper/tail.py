@@ -9,18 +9,17 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import cast
 
 from prometheus_client import Gauge
 
-from shipper.batch import Batcher, FlowControl
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
+from shipper.frame import ENVELOPE, LineFramer, Lines
 from shipper.kube.pod_path import PathMeta, parse_log_path
 from shipper.metrics import Metrics
-from shipper.model import Chunk, Entry, FileId, Ticket
-from shipper.parse import FileParser, ParseCounts, ParsedLine
-from shipper.positions import Positions
+from shipper.model import Entry, FileId
+from shipper.parse import FileParser, ParseCounts
+from shipper.sink import Reservation, Sink
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +28,50 @@ ROTATION_GRACE = 1.0  # s a renamed file stays open after EOF: the runtime may s
 FIRST_POLL = 0.5  # s: a new file's first look without inotify, doubling up to poll_interval
 
 
-@dataclass
+class RotationBudget:
+    """Renamed files held open until drained, across all tailers: at most `limit`, so a node
+    whose logs rotate faster than Loki accepts them cannot run out of descriptors."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    @property
+    def exceeded(self) -> bool:
+        return self.open > self.limit
+
+
+class Resume:
+    """Offsets saved by the last run, for the files found by the first scan only: a file that
+    appears later is new and read from 0, even if it reuses the inode number of a file gone
+    since."""
+
+    def __init__(self) -> None:
+        self._saved: Mapping[FileId, tuple[str, int]] = {}
+
+    def restore(self, saved: Mapping[FileId, tuple[str, int]]) -> None:
+        self._saved = saved
+
+    def offset(self, file: FileId) -> int | None:
+        saved = self._saved.get(file)
+        return None if saved is None else saved[1]
+
+    def first_scan_done(self) -> None:
+        self._saved = {}
+
+
+@dataclass(frozen=True, slots=True)
 class TailContext:
-    """What every tailer shares: built once in the wiring."""
+    """What every tailer shares, built once in the wiring."""
 
     config: InputsConfig
     enricher: Enricher
-    batcher: Batcher
-    flow: FlowControl
-    positions: Positions
+    sink: Sink
     metrics: Metrics
-    # Positions loaded at start, for the files found by the first scan only: a file that appears
-    # later is new and read from 0, even if it reuses the inode number of a file gone since.
-    saved: Mapping[FileId, tuple[str, int]]
+    resume: Resume
+    rotation: RotationBudget
     poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
-    rotated_open: int = 0  # renamed files held open across all tailers (bounded)
 
 
 @dataclass(slots=True)
@@ -52,13 +79,10 @@ class _OpenFile:
     fd: int
     file: FileId
     path: str  # the name it was opened under, for humans
-    offset: int  # next byte os.read returns
+    frame: LineFramer  # its offset is the next byte os.read returns
     parser: FileParser  # tags each line with the Stream it goes to
     streams: FileStreams  # what the parser's tags were taken from
     size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
-    tail: bytes = b""  # an incomplete last line, waiting for its newline
-    line_start: int = 0  # file offset where `tail` starts
-    skipping: bool = False  # the incomplete line outgrew the cap: its rest is discarded
     rotated_at: float | None = None  # clock() when a successor took its path
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
 
@@ -98,17 +122,17 @@ class Tailer:
             raise OpenFailed(exc.strerror) from None
         st = os.fstat(fd)
         current = _file_id(st)
-        saved = self._ctx.saved
-        known = [sib for sib in self._siblings() if _file_id(sib[1]) in saved]
-        for path, sib in known:
-            offset = saved[_file_id(sib)][1]
+        resume = self._ctx.resume
+        known = [(path, sib, offset) for path, sib in self._siblings()
+                 if (offset := resume.offset(_file_id(sib))) is not None]
+        for path, sib, offset in known:
             if _file_id(sib) != current and offset < sib.st_size:
                 self._open_rotated(path, offset)
         if known:  # anything rotated after the newest generation we knew was never read
-            self._open_unseen_generations(after=max(sib.st_mtime for _, sib in known),
+            self._open_unseen_generations(after=max(sib.st_mtime for _, sib, _ in known),
                                           current=current)
-        resume = saved[current][1] if current in saved else 0
-        self._add(fd, current, self.path, resume if resume <= st.st_size else 0)
+        offset = resume.offset(current) or 0
+        self._add(fd, current, self.path, offset if offset <= st.st_size else 0)
 
     def _siblings(self) -> list[tuple[str, os.stat_result]]:
         """Rotated generations beside the file (0.log.<stamp>, not yet compressed), oldest
@@ -144,16 +168,17 @@ class Tailer:
         st = os.fstat(fd)
         opened = self._add(fd, _file_id(st), path, offset)
         opened.rotated_at = self._ctx.clock()
-        self._ctx.rotated_open += 1
+        self._ctx.rotation.open += 1
 
     def _add(self, fd: int, file: FileId, path: str, offset: int) -> _OpenFile:
         if offset:
             os.lseek(fd, offset, os.SEEK_SET)
         streams = self._current_streams()
         parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
-        opened = _OpenFile(fd, file, path, offset, parser, streams,
-                           size=self._ctx.metrics.file_bytes.labels(path), line_start=offset)
-        self._ctx.positions.open(file, path, offset)
+        frame = LineFramer(self._ctx.config.max_line_bytes + ENVELOPE, offset)
+        opened = _OpenFile(fd, file, path, frame, parser, streams,
+                           size=self._ctx.metrics.file_bytes.labels(path))
+        self._ctx.sink.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
         self._files.append(opened)
         return opened
@@ -230,14 +255,14 @@ class Tailer:
         if _file_id(st) != current.file:
             if current.rotated_at is None:
                 self._rotated(current)
-        elif cur.st_size < current.offset:
+        elif cur.st_size < current.frame.offset:
             self._truncated(current)
 
     def _rotated(self, current: _OpenFile) -> None:
         """kubelet renamed the file and a new one took the path: keep reading the old one."""
         ctx = self._ctx
         current.rotated_at = ctx.clock()
-        ctx.rotated_open += 1
+        ctx.rotation.open += 1
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -245,15 +270,15 @@ class Tailer:
         successor = _file_id(os.fstat(fd))
         self._open_unseen_generations(after=os.fstat(current.fd).st_mtime, current=successor)
         self._add(fd, successor, self.path, 0)
-        while ctx.rotated_open > ctx.config.max_rotated_files and len(self._files) > 1:
+        while ctx.rotation.exceeded and len(self._files) > 1:
             oldest = self._files[0]
             log.error("too many rotated files open; giving up on one before its end",
-                      extra={"path": self._renamed_to(oldest), "offset": oldest.offset})
+                      extra={"path": self._renamed_to(oldest), "offset": oldest.frame.offset})
             ctx.metrics.rotated_abandoned.inc()
             self._files.remove(oldest)
             self._close(oldest)
-            ctx.rotated_open -= 1
-            ctx.positions.finish(oldest.file)
+            ctx.rotation.open -= 1
+            ctx.sink.finish(oldest.file)
         self.wake()
 
     def _renamed_to(self, f: _OpenFile) -> str:
@@ -264,99 +289,83 @@ class Tailer:
     def _truncated(self, f: _OpenFile) -> None:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
         os.lseek(f.fd, 0, os.SEEK_SET)
-        f.offset, f.line_start, f.tail, f.skipping = 0, 0, b"", False
+        f.frame.restart(0)
         f.parser = FileParser(self._ctx.config.max_line_bytes, f.streams.stdout,
                               f.streams.stderr)
         f.counts = ParseCounts()
-        self._ctx.positions.open(f.file, f.path, 0)
+        self._ctx.sink.open(f.file, f.path, 0)
 
     def _finish(self, f: _OpenFile) -> None:
         """No more bytes will come: emit the last (unterminated or partial) line and let go."""
         self._tag(f)
-        last = f.parser.flush()
-        if f.tail:  # an unterminated last line (if overlong, its head: the parser truncates it)
-            entries, _ = f.parser.parse(f.tail + b"\n", f.line_start)
-            last += entries + f.parser.flush()
+        last: list[Entry] = []
+        if (rest := f.frame.rest()) is not None:  # an unterminated last line (if overlong,
+            last, _ = f.parser.parse(rest.data, rest.offset)  # its head: the parser cuts it)
+        last += f.parser.flush()
         if last:
-            self._ctx.flow.adjust(self._emit(f, last, f.offset))
+            self._emit(f, last, f.frame.offset, None)
         self._files.remove(f)
         self._close(f)
         if f.rotated_at is not None:
-            self._ctx.rotated_open -= 1
-        self._ctx.positions.finish(f.file)
+            self._ctx.rotation.open -= 1
+        self._ctx.sink.finish(f.file)
 
     def _close(self, f: _OpenFile) -> None:
         os.close(f.fd)
         self._ctx.metrics.files_active.dec()
 
     async def _read_to_eof(self, f: _OpenFile) -> None:
-        flow, chunk_bytes = self._ctx.flow, self._ctx.config.read_chunk_bytes
+        sink, chunk_bytes = self._ctx.sink, self._ctx.config.read_chunk_bytes
         while True:
             # Reserve before reading, so tailers held back by a slow Loki hold no data.
-            await flow.acquire(chunk_bytes)
-            held, more = 0, False
+            reservation = await sink.reserve(chunk_bytes)
+            more = False
             try:
                 # Given up while we waited (max_rotated_files)? Its fd is closed, maybe reused.
                 if f in self._files:
-                    held, more = self._read_chunk(f)
+                    more = self._read_chunk(f, reservation)
             finally:
-                flow.adjust(held - chunk_bytes)
+                sink.unreserve(reservation)
             if not more:
                 return
             await asyncio.sleep(0)  # let the other tailers and the pusher run
 
-    def _read_chunk(self, f: _OpenFile) -> tuple[int, bool]:
-        """Read, split, parse and hand over one chunk. Returns the bytes the batcher now holds
-        for it, and whether there may be more to read (a short read was the end for now).
-        Synchronous on purpose: no buffer outlives it across an await."""
+    def _read_chunk(self, f: _OpenFile, reservation: Reservation) -> bool:
+        """Read, split, parse and hand over one chunk. Returns whether there may be more to
+        read (a short read was the end for now). Synchronous on purpose: no buffer outlives it
+        across an await."""
         ctx = self._ctx
         data = os.read(f.fd, ctx.config.read_chunk_bytes)
-        more = len(data) == ctx.config.read_chunk_bytes
         if not data:
-            return 0, False
-        f.offset += len(data)
+            return False
         ctx.metrics.read_bytes.inc(len(data))
-        skipped = 0
-        if f.skipping:  # the rest of an overlong line: drop it up to its newline
-            newline = data.find(b"\n")
-            if newline < 0:
-                return 0, more
-            skipped = f.offset - len(data) + newline - (f.line_start + len(f.tail))
-            data, f.skipping = data[newline:], False
-        buf = f.tail + data
-        cut = buf.rfind(b"\n") + 1
-        if not cut:
-            f.tail = buf
-            cap = ctx.config.max_line_bytes + 4096  # room for the CRI/Docker envelope
-            if len(buf) > cap:  # a line with no end in sight: keep its head only
-                f.tail, f.skipping = buf[:cap], True
-            return 0, more
-        complete, f.tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
-        base, f.line_start = f.line_start, f.offset - len(f.tail)
-        self._tag(f)
-        entries, commit = f.parser.parse(complete, base)
-        if commit > base:  # past the overlong line, if any: undo what was skipped
-            commit += skipped
-        return self._emit(f, entries, commit), more
+        lines = f.frame.feed(data)
+        if lines is not None:
+            self._parse(f, lines, reservation)
+        return len(data) == ctx.config.read_chunk_bytes
 
-    def _emit(self, f: _OpenFile, parsed: list[ParsedLine], commit: int) -> int:
-        """Hand one chunk to the batcher; returns the bytes it will hold until settled (the
-        caller accounts for them in the flow budget)."""
+    def _parse(self, f: _OpenFile, lines: Lines, reservation: Reservation) -> None:
+        self._tag(f)
+        entries, commit = f.parser.parse(lines.data, lines.offset)
+        if commit > lines.offset:  # past the overlong line, if any: undo what was skipped
+            commit += lines.skipped
+        self._emit(f, entries, commit, reservation)
+
+    def _emit(self, f: _OpenFile, entries: list[Entry], commit: int,
+              reservation: Reservation | None) -> None:
+        """Hand one chunk's entries to the sink under a ticket that ends at `commit`."""
         ctx, streams = self._ctx, f.streams
-        # The parser tags lines with what it was given: this file's Streams (see _tag).
-        entries = cast(list[Entry], parsed)
         self._count(f)
+        ticket = ctx.sink.ticket(f.file, commit)
         if streams.excluded:
             ctx.metrics.entries_excluded.inc(len(entries))
-            entries = []
-        elif ctx.enricher.waits_for_pods and not streams.enriched:
-            ctx.metrics.entries_without_metadata.inc(len(entries))
-        overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in streams.stdout.metadata)
-        chunk = Chunk(Ticket(f.file, commit), entries, overhead, streams.shared_labels)
-        size = chunk.size
-        ctx.positions.track(chunk.ticket)
-        ctx.batcher.add(chunk)
-        return size
+        else:
+            if ctx.enricher.waits_for_pods and not streams.enriched:
+                ctx.metrics.entries_without_metadata.inc(len(entries))
+            overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4
+                                            for k, v in streams.stdout.metadata)
+            ctx.sink.place(ticket, entries, overhead, streams.shared_labels, reservation)
+        ctx.sink.seal(ticket)
 
     def _tag(self, f: _OpenFile) -> None:
         """Lines parsed from now on go to the file's current streams (rebuilt when the pod

@@ -15,33 +15,48 @@ OTHER = Stream('{app="b"}', (("app", "b"),))
 FILE = FileId(1, 2)
 
 
+class Ledger:
+    """Holds and releases as Positions does, and records each ticket as it settles."""
+
+    def __init__(self) -> None:
+        self.settled: list[Ticket] = []
+
+    def hold(self, ticket: Ticket) -> None:
+        ticket.holders += 1
+
+    def release(self, ticket: Ticket) -> None:
+        ticket.holders -= 1
+        if ticket.holders == 0:
+            self.settled.append(ticket)
+
+
 def chunk(n: int, end: int, stream: Stream = OUT, line: bytes = b"x" * 10) -> Chunk:
     entries: list[Entry] = [(i, line, stream) for i in range(n)]
     return Chunk(Ticket(FILE, end), entries, overhead=20, labels=stream.labels)
 
 
-def make(settled: list[Ticket], **config: float) -> Batcher:
+def make(ledger: Ledger, **config: float) -> Batcher:
     flow = FlowControl(10**9, Metrics())
-    return Batcher(BatchConfig(**config), flow, settled.append)  # type: ignore[arg-type]
+    return Batcher(BatchConfig(**config), flow, ledger)  # type: ignore[arg-type]
 
 
 def test_size_triggers_but_lines_accumulate_while_the_pusher_is_busy() -> None:
     async def scenario() -> None:
-        settled: list[Ticket] = []
-        batcher = make(settled, size=100, timeout=60.0)
+        ledger = Ledger()
+        batcher = make(ledger, size=100, timeout=60.0)
         for i in range(7):
             batcher.add(chunk(50, end=i))
         batch = await asyncio.wait_for(batcher.next_batch(), 1)
         assert batch is not None and batch.entries == 350  # one request, not three
         assert batch.line_bytes == 3500 and batch.size == 350 * 30
         batcher.settle(batch)
-        assert [t.end for t in settled] == list(range(7))
+        assert [t.end for t in ledger.settled] == list(range(7))
     asyncio.run(scenario())
 
 
 def test_timeout_sends_a_small_batch() -> None:
     async def scenario() -> None:
-        batcher = make([], size=100, timeout=0.05)
+        batcher = make(Ledger(), size=100, timeout=0.05)
         batcher.add(chunk(3, end=1))
         batch = await asyncio.wait_for(batcher.next_batch(), 1)
         assert batch is not None and batch.entries == 3
@@ -50,8 +65,8 @@ def test_timeout_sends_a_small_batch() -> None:
 
 def test_max_bytes_is_a_hard_cap_and_a_chunk_may_span_batches() -> None:
     async def scenario() -> None:
-        settled: list[Ticket] = []
-        batcher = make(settled, size=1, timeout=60.0, max_bytes=1000)
+        ledger = Ledger()
+        batcher = make(ledger, size=1, timeout=60.0, max_bytes=1000)
         big = chunk(100, end=99)  # 100 x 30 bytes = 3000: 33 entries fit in each batch
         batcher.add(big)
         sizes = []
@@ -59,16 +74,16 @@ def test_max_bytes_is_a_hard_cap_and_a_chunk_may_span_batches() -> None:
             batch = await asyncio.wait_for(batcher.next_batch(), 1)
             assert batch is not None
             sizes.append(batch.size)
-            assert not settled  # the chunk settles only when its last batch does
+            assert not ledger.settled  # the chunk settles only when its last batch does
             batcher.settle(batch)
         assert sizes == [990, 990, 990, 30]
-        assert settled == [big.ticket]
+        assert ledger.settled == [big.ticket]
     asyncio.run(scenario())
 
 
 def test_streams_are_grouped_by_label_set() -> None:
     async def scenario() -> None:
-        batcher = make([], size=4, timeout=60.0)
+        batcher = make(Ledger(), size=4, timeout=60.0)
         mixed = Chunk(Ticket(FILE, 1), [(1, b"a", OUT), (2, b"b", OTHER), (3, b"c", ERR),
                                         (4, b"d", OTHER)], overhead=20)
         batcher.add(mixed)
@@ -79,13 +94,13 @@ def test_streams_are_grouped_by_label_set() -> None:
     asyncio.run(scenario())
 
 
-def test_empty_chunk_settles_at_once_and_close_drains() -> None:
+def test_an_empty_chunk_holds_nothing_and_close_drains() -> None:
     async def scenario() -> None:
-        settled: list[Ticket] = []
-        batcher = make(settled, size=100, timeout=60.0)
+        ledger = Ledger()
+        batcher = make(ledger, size=100, timeout=60.0)
         empty = Chunk(Ticket(FILE, 5))
         batcher.add(empty)
-        assert settled == [empty.ticket]
+        assert empty.ticket.holders == 0
         batcher.add(chunk(1, end=6))
         batcher.close()
         first = await batcher.next_batch()

@@ -40,6 +40,8 @@ def test_the_install_compiled_the_hot_modules() -> None:
         assert str(module.__file__).endswith(".so"), module.__file__
 
 
+OUT = Stream('{s="out"}', (("s", "out"),))
+ERR = Stream('{s="err"}', (("s", "err"),))
 lines = st.lists(st.one_of(
     st.binary(max_size=120).map(lambda b: b.replace(b"\n", b"")),
     st.tuples(st.sampled_from(["2024-02-29T23:59:59", "2024-01-01T00:00:00"]),
@@ -55,7 +57,7 @@ def test_compiled_and_pure_parsers_agree(lines: list[bytes], cut: int, cap: int)
     data = b"".join(line + b"\n" for line in lines)
     results = []
     for module in (shipper.parse, PURE_PARSE):
-        parser = module.FileParser(cap, "out", "err", now_ns=lambda: 7)
+        parser = module.FileParser(cap, OUT, ERR, now_ns=lambda: 7)
         first = b"".join(line + b"\n" for line in lines[:cut])
         a = parser.parse(first, 0)
         b = parser.parse(data[len(first):], len(first))

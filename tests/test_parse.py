@@ -13,15 +13,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.parse import FileParser, ParsedLine
+from shipper.model import Entry, Stream
+from shipper.parse import FileParser
 
 NOW = 42  # the injected read time of unparsable lines
 T = b"2024-01-15T10:30:00.123456789Z"
 T_NS = calendar.timegm((2024, 1, 15, 10, 30, 0)) * 10**9 + 123456789
 
 
+def stream(name: str) -> Stream:
+    return Stream(f'{{s="{name}"}}', (("s", name),))
+
+
+OUT, ERR = stream("stdout"), stream("stderr")
+
+
 def parser(max_line_bytes: int = 1024) -> FileParser:
-    return FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
+    return FileParser(max_line_bytes, OUT, ERR, now_ns=lambda: NOW)
 
 
 def cri(msg: bytes, stream: bytes = b"stdout", tag: bytes = b"F", ts: bytes = T) -> bytes:
@@ -36,9 +44,9 @@ def docker(log: str, stream: str = "stdout", ts: str = T.decode(), spaced: bool 
 
 
 def run(p: FileParser, chunks: list[bytes],
-        offset: int = 0) -> tuple[list[ParsedLine], list[int]]:
+        offset: int = 0) -> tuple[list[Entry], list[int]]:
     """Parse consecutive chunks; return all entries and the commit offset after each chunk."""
-    entries: list[ParsedLine] = []
+    entries: list[Entry] = []
     commits = []
     for chunk in chunks:
         out, commit = p.parse(chunk, offset)
@@ -53,8 +61,8 @@ def run(p: FileParser, chunks: list[bytes],
 def test_cri_full_lines_keep_message_spaces_and_stream() -> None:
     p = parser()
     data = cri(b"hello  world ") + cri(b"oops", b"stderr") + cri(b"tagged", tag=b"F:x")
-    assert p.parse(data, 100) == ([(T_NS, b"hello  world ", "stdout"), (T_NS, b"oops", "stderr"),
-                                   (T_NS, b"tagged", "stdout")], 100 + len(data))
+    assert p.parse(data, 100) == ([(T_NS, b"hello  world ", OUT), (T_NS, b"oops", ERR),
+                                   (T_NS, b"tagged", OUT)], 100 + len(data))
     assert p.format == "cri"
     assert p.counts.lines == 3 and p.counts.unparsable == 0
 
@@ -62,7 +70,7 @@ def test_cri_full_lines_keep_message_spaces_and_stream() -> None:
 def test_empty_message_with_and_without_the_trailing_space() -> None:
     p = parser()
     out, _ = p.parse(T + b" stdout F \n" + T + b" stderr F\n", 0)
-    assert out == [(T_NS, b"", "stdout"), (T_NS, b"", "stderr")]
+    assert out == [(T_NS, b"", OUT), (T_NS, b"", ERR)]
     assert p.counts.unparsable == 0
 
 
@@ -80,7 +88,7 @@ def test_missing_fields_and_garbage_ship_unchanged_at_read_time(line: bytes) -> 
     p = parser()
     out, commit = p.parse(cri(b"ok") + line + b"\n", 0)
     expected = line.decode(errors="replace").encode()
-    assert out == [(T_NS, b"ok", "stdout"), (NOW, expected, "stdout")]
+    assert out == [(T_NS, b"ok", OUT), (NOW, expected, OUT)]
     assert p.counts.unparsable == 1 and commit == len(cri(b"ok")) + len(line) + 1
 
 
@@ -108,7 +116,7 @@ def test_a_bad_timestamp_makes_the_line_unparsable(ts: bytes) -> None:
     line = ts + b" stdout F msg"
     # a good line first, so that the bad ones also meet a warm seconds cache
     out, _ = p.parse(cri(b"ok") + line + b"\n", 0)
-    assert out == [(T_NS, b"ok", "stdout"), (NOW, line.decode(errors="replace").encode(), "stdout")]
+    assert out == [(T_NS, b"ok", OUT), (NOW, line.decode(errors="replace").encode(), OUT)]
     assert p.counts.unparsable == 1
 
 
@@ -131,10 +139,10 @@ def test_timestamps_are_exact_to_the_nanosecond(ts: bytes, fields: tuple[int, ..
     expected = calendar.timegm(fields) * 10**9 + fraction_ns
     # twice: the second line's seconds come from the cache
     out, _ = parser().parse(cri(b"a", ts=ts) * 2, 0)
-    assert out == [(expected, b"a", "stdout")] * 2
+    assert out == [(expected, b"a", OUT)] * 2
     out, _ = parser().parse(docker("b\n", ts=ts.decode()) * 2
                             + docker("c\n", ts=ts.decode(), spaced=True), 0)
-    assert out == [(expected, b"b", "stdout")] * 2 + [(expected, b"c", "stdout")]
+    assert out == [(expected, b"b", OUT)] * 2 + [(expected, b"c", OUT)]
 
 
 def test_more_distinct_seconds_than_the_cache_holds_all_parse_right() -> None:
@@ -157,9 +165,9 @@ def test_partials_join_per_stream_across_calls_with_the_first_parts_timestamp() 
         cri(b"out-3", ts=t2) + cri(b"err-2", b"stderr", ts=t2),
     ]
     entries, _ = run(parser(), chunks)
-    assert entries == [(T_NS, b"err-1 whole", "stderr"),
-                       (T_NS, b"out-1 out-2 out-3", "stdout"),
-                       (T_NS + 876543211, b"err-2", "stderr")]
+    assert entries == [(T_NS, b"err-1 whole", ERR),
+                       (T_NS, b"out-1 out-2 out-3", OUT),
+                       (T_NS + 876543211, b"err-2", ERR)]
 
 
 def test_commit_offset_holds_at_the_first_pending_part_until_its_full_part_arrives() -> None:
@@ -168,19 +176,19 @@ def test_commit_offset_holds_at_the_first_pending_part_until_its_full_part_arriv
     out_p, err_p = cri(b"a", tag=b"P"), cri(b"b", b"stderr", b"P")
     first = done_out + out_p + done_err + err_p
     out, commit = p.parse(first, 1000)
-    assert out == [(T_NS, b"o", "stdout"), (T_NS, b"e", "stderr")]
+    assert out == [(T_NS, b"o", OUT), (T_NS, b"e", ERR)]
     assert commit == 1000 + len(done_out)  # where the stdout P line starts
     end = 1000 + len(first)
     out, commit = p.parse(b"noise\n", end)
-    assert out == [(NOW, b"noise", "stdout")]
+    assert out == [(NOW, b"noise", OUT)]
     assert commit == 1000 + len(done_out)  # nothing after a pending part is committed
     end += len(b"noise\n")
     out, commit = p.parse(cri(b"A"), end)
-    assert out == [(T_NS, b"aA", "stdout")]
+    assert out == [(T_NS, b"aA", OUT)]
     assert commit == 1000 + len(done_out + out_p + done_err)  # on to the pending stderr part
     end += len(cri(b"A"))
     out, commit = p.parse(cri(b"B", b"stderr"), end)
-    assert out == [(T_NS, b"bB", "stderr")]
+    assert out == [(T_NS, b"bB", ERR)]
     assert commit == end + len(cri(b"B", b"stderr"))
 
 
@@ -189,15 +197,15 @@ def test_flush_emits_pending_partials_in_file_order_and_empties_the_parser() -> 
     t2 = b"2024-01-15T10:30:01Z"
     p.parse(cri(b"e1", b"stderr", b"P", ts=t2) + cri(b"o1", tag=b"P"), 0)
     p.parse(cri(b"o2", tag=b"P") + cri(b"e2", b"stderr", b"P"), 50)
-    assert p.flush() == [(T_NS - 123456789 + 10**9, b"e1e2", "stderr"),
-                         (T_NS, b"o1o2", "stdout")]
+    assert p.flush() == [(T_NS - 123456789 + 10**9, b"e1e2", ERR),
+                         (T_NS, b"o1o2", OUT)]
     assert p.flush() == []
-    assert p.parse(cri(b"next"), 200) == ([(T_NS, b"next", "stdout")], 200 + len(cri(b"next")))
+    assert p.parse(cri(b"next"), 200) == ([(T_NS, b"next", OUT)], 200 + len(cri(b"next")))
 
 
 def test_unparsable_lines_between_parts_do_not_disturb_the_join() -> None:
     entries, _ = run(parser(), [cri(b"a", tag=b"P") + b"garbage\n" + b"\n" + cri(b"b")])
-    assert entries == [(NOW, b"garbage", "stdout"), (T_NS, b"ab", "stdout")]
+    assert entries == [(NOW, b"garbage", OUT), (T_NS, b"ab", OUT)]
 
 
 # --- Docker json-file ---------------------------------------------------------------------------
@@ -209,12 +217,12 @@ def test_docker_records_and_partial_records_joined_per_stream() -> None:
             + docker("part 2 ", "stderr", t2) + docker("part 3\n", "stderr", t2))
     out, commit = p.parse(data, 0)
     assert p.format == "docker"
-    assert out == [(T_NS, b"full line", "stdout"), (T_NS, "quote \" é".encode(), "stdout"),
-                   (T_NS, b"part 1 part 2 part 3", "stderr")]
+    assert out == [(T_NS, b"full line", OUT), (T_NS, "quote \" é".encode(), OUT),
+                   (T_NS, b"part 1 part 2 part 3", ERR)]
     assert commit == len(data)
     out, commit = p.parse(docker("pending", "stderr"), len(data))
     assert out == [] and commit == len(data)
-    assert p.flush() == [(T_NS, b"pending", "stderr")]
+    assert p.flush() == [(T_NS, b"pending", ERR)]
 
 
 @pytest.mark.parametrize("record", [
@@ -234,33 +242,33 @@ def test_docker_records_with_missing_or_wrong_fields_are_unparsable(record: obje
     p = parser()
     line = json.dumps(record, separators=(",", ":")).encode()
     out, _ = p.parse(docker("ok\n") + line + b"\n" + b"{not json\n", 0)
-    assert out == [(T_NS, b"ok", "stdout"), (NOW, line, "stdout"), (NOW, b"{not json", "stdout")]
+    assert out == [(T_NS, b"ok", OUT), (NOW, line, OUT), (NOW, b"{not json", OUT)]
     assert p.counts.unparsable == 2
 
 
 def test_docker_records_with_attrs_are_read() -> None:
     line = json.dumps({"log": "x\n", "stream": "stderr", "attrs": {"tag": "a"}, "time": T.decode()},
                       separators=(",", ":")).encode()
-    assert parser().parse(line + b"\n", 0)[0] == [(T_NS, b"x", "stderr")]
+    assert parser().parse(line + b"\n", 0)[0] == [(T_NS, b"x", ERR)]
 
 
 def test_docker_lone_surrogate_escape_is_replaced() -> None:
     p = parser()
     out, _ = p.parse(b'{"log":"a\\ud800b\\n","stream":"stdout","time":"' + T + b'"}\n', 0)
     # the surrogate's three bytes are three invalid sequences to a UTF-8 decoder
-    assert out == [(T_NS, "a\ufffd\ufffd\ufffdb".encode(), "stdout")]
+    assert out == [(T_NS, "a\ufffd\ufffd\ufffdb".encode(), OUT)]
     assert p.counts.invalid_utf8 == 1
 
 
 def test_format_is_detected_once_from_the_first_non_blank_line() -> None:
     p = parser()
     out, _ = p.parse(b"\n\n" + docker("d\n") + cri(b"c"), 0)
-    assert out == [(T_NS, b"d", "stdout"), (NOW, cri(b"c")[:-1], "stdout")]
+    assert out == [(T_NS, b"d", OUT), (NOW, cri(b"c")[:-1], OUT)]
     p = parser()
     assert p.parse(b"\n", 0) == ([], 1) and p.format is None
     out, _ = p.parse(cri(b"c") + docker("d\n"), 1)
     assert p.format == "cri"
-    assert out == [(T_NS, b"c", "stdout"), (NOW, docker("d\n")[:-1], "stdout")]
+    assert out == [(T_NS, b"c", OUT), (NOW, docker("d\n")[:-1], OUT)]
     assert p.counts.blank == 1 and p.counts.lines == 3
 
 
@@ -271,7 +279,7 @@ def test_a_multibyte_character_split_across_two_parts_comes_out_intact() -> None
     p = parser()
     entries, _ = run(p, [cri(b"price " + euro[:1], tag=b"P"), cri(euro[1:2], tag=b"P"),
                          cri(euro[2:] + b"5")])
-    assert entries == [(T_NS, "price €5".encode(), "stdout")]
+    assert entries == [(T_NS, "price €5".encode(), OUT)]
     assert p.counts.invalid_utf8 == 0
 
 
@@ -279,8 +287,8 @@ def test_invalid_utf8_is_replaced_and_counted_per_entry() -> None:
     p = parser()
     out, _ = p.parse(cri(b"a\xffb\xc3") + cri("ok é".encode()) + cri(b"\xe2\x82", tag=b"P")
                      + cri(b"x\x80"), 0)
-    assert out == [(T_NS, "a\ufffdb\ufffd".encode(), "stdout"), (T_NS, "ok é".encode(), "stdout"),
-                   (T_NS, "\ufffdx\ufffd".encode(), "stdout")]
+    assert out == [(T_NS, "a\ufffdb\ufffd".encode(), OUT), (T_NS, "ok é".encode(), OUT),
+                   (T_NS, "\ufffdx\ufffd".encode(), OUT)]
     assert p.counts.invalid_utf8 == 2
 
 
@@ -289,8 +297,8 @@ def test_truncation_cuts_at_a_character_boundary_and_counts_once() -> None:
     e_acute = "é".encode()
     out, _ = p.parse(cri(b"123456789" + e_acute + b"tail") + cri(b"1234567890")
                      + cri(b"12345678" + e_acute + b"x"), 0)
-    assert out == [(T_NS, b"123456789", "stdout"), (T_NS, b"1234567890", "stdout"),
-                   (T_NS, b"12345678" + e_acute, "stdout")]
+    assert out == [(T_NS, b"123456789", OUT), (T_NS, b"1234567890", OUT),
+                   (T_NS, b"12345678" + e_acute, OUT)]
     assert p.counts.truncated == 2
 
 
@@ -299,7 +307,7 @@ def test_joined_partials_are_truncated_once_and_later_parts_still_consumed() -> 
     chunks = [cri(b"%02d-456789" % i, tag=b"P") for i in range(200)] + [cri(b"end")]
     entries, commits = run(p, chunks)
     # parts are kept while under the limit: six of nine bytes, cut to 50
-    assert entries == [(T_NS, b"".join(b"%02d-456789" % i for i in range(6))[:50], "stdout")]
+    assert entries == [(T_NS, b"".join(b"%02d-456789" % i for i in range(6))[:50], OUT)]
     assert commits[-1] == sum(map(len, chunks)) and commits[-2] == 0
     assert p.counts.truncated == 1 and p.counts.lines == 201
 
@@ -307,7 +315,7 @@ def test_joined_partials_are_truncated_once_and_later_parts_still_consumed() -> 
 def test_each_joined_line_has_the_whole_limit_to_itself() -> None:
     p = parser(max_line_bytes=50)
     entries, _ = run(p, [cri(b"a" * 30, tag=b"P"), cri(b"b" * 10)] * 2)
-    assert entries == [(T_NS, b"a" * 30 + b"b" * 10, "stdout")] * 2
+    assert entries == [(T_NS, b"a" * 30 + b"b" * 10, OUT)] * 2
     assert p.counts.truncated == 0
 
 
@@ -323,21 +331,21 @@ def test_the_partial_buffer_stays_bounded_while_parts_keep_coming() -> None:
     finally:
         tracemalloc.stop()
     assert held < 50_000  # two 10 kB parts at most, not 200
-    assert p.flush() == [(T_NS, b"x" * 1024, "stdout")]
+    assert p.flush() == [(T_NS, b"x" * 1024, OUT)]
 
 
 def test_invalid_bytes_that_grow_when_replaced_are_still_cut_to_the_limit() -> None:
     p = parser(max_line_bytes=8)
     out, _ = p.parse(cri(b"\xff" * 8) + b"\xfe" * 20 + b"\n", 0)
-    assert out == [(T_NS, "\ufffd\ufffd".encode(), "stdout"), (NOW, "\ufffd\ufffd".encode(),
-                                                                "stdout")]
+    assert out == [(T_NS, "\ufffd\ufffd".encode(), OUT), (NOW, "\ufffd\ufffd".encode(),
+                                                                OUT)]
     assert p.counts.truncated == 2 and p.counts.invalid_utf8 == 2
 
 
 def test_blank_lines_are_skipped_and_counted() -> None:
     p = parser()
     out, commit = p.parse(b"\n" + cri(b"a") + b"\n\n", 0)
-    assert out == [(T_NS, b"a", "stdout")] and commit == len(cri(b"a")) + 3
+    assert out == [(T_NS, b"a", OUT)] and commit == len(cri(b"a")) + 3
     assert p.counts.blank == 3 and p.counts.lines == 4
     assert p.parse(b"", 99) == ([], 99)
 
@@ -386,7 +394,7 @@ def mixed_lines(draw: st.DrawFn, kinds: tuple[str, ...] = KINDS) -> list[bytes]:
     return lines
 
 
-def ids(entries: list[ParsedLine]) -> list[int]:
+def ids(entries: list[Entry]) -> list[int]:
     return [int(m) for _, line, _ in entries for m in re.findall(rb"<id:(\d+)>", line)]
 
 
@@ -400,11 +408,11 @@ def check_line(line: bytes, max_line_bytes: int) -> None:
 def test_random_bytes_never_raise_and_come_out_valid_and_bounded(
         raw: list[bytes], cuts: list[int], max_line_bytes: int) -> None:
     lines = [r + b"\n" for r in raw]
-    p = FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
+    p = FileParser(max_line_bytes, OUT, ERR, now_ns=lambda: NOW)
     entries, _ = run(p, chunked(lines, cuts))
     for _, line, stream in entries + p.flush():
         check_line(line, max_line_bytes)
-        assert stream in ("stdout", "stderr")
+        assert stream in (OUT, ERR)
     assert p.counts.lines == len(lines)
     assert p.counts.blank == raw.count(b"")
 
@@ -414,7 +422,7 @@ def test_random_bytes_never_raise_and_come_out_valid_and_bounded(
 def test_every_raw_line_is_blank_or_in_exactly_one_entry_and_commits_are_safe(
         lines: list[bytes], cuts: list[int], offset: int) -> None:
     big = 1 << 20  # no truncation: every id token survives
-    p = FileParser(big, "stdout", "stderr", now_ns=lambda: NOW)
+    p = FileParser(big, OUT, ERR, now_ns=lambda: NOW)
     starts = [offset + sum(map(len, lines[:i])) for i in range(len(lines))]
     returned: list[int] = []
     last_commit, end = offset, offset
@@ -446,8 +454,8 @@ def test_every_raw_line_is_blank_or_in_exactly_one_entry_and_commits_are_safe(
        st.integers(8, 64))
 def test_chunking_does_not_change_the_output(lines: list[bytes], cuts_a: list[int],
                                              cuts_b: list[int], max_line_bytes: int) -> None:
-    def everything(cuts: list[int]) -> tuple[list[ParsedLine], tuple[int, ...]]:
-        p = FileParser(max_line_bytes, "stdout", "stderr", now_ns=lambda: NOW)
+    def everything(cuts: list[int]) -> tuple[list[Entry], tuple[int, ...]]:
+        p = FileParser(max_line_bytes, OUT, ERR, now_ns=lambda: NOW)
         entries, _ = run(p, chunked(lines, cuts))
         c = p.counts
         return entries + p.flush(), (c.lines, c.unparsable, c.truncated, c.invalid_utf8, c.blank)
@@ -479,7 +487,7 @@ json_text = st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from('
 @given(json_text, st.sampled_from(["stdout", "stderr"]), timestamps, st.booleans())
 def test_docker_records_read_the_same_with_or_without_json_loads(
         log: str, stream: str, ts: bytes, ensure_ascii: bool) -> None:
-    def parse(spaced: bool) -> list[ParsedLine]:
+    def parse(spaced: bool) -> list[Entry]:
         record = {"log": log, "stream": stream, "time": ts.decode()}
         separators = (", ", ": ") if spaced else (",", ":")
         line = json.dumps(record, separators=separators, ensure_ascii=ensure_ascii).encode()
@@ -499,9 +507,10 @@ def test_near_miss_docker_lines_are_records_exactly_when_json_says_so(
         record = json.loads(line, strict=False)
         assert record["stream"] in ("stdout", "stderr")
         text = record["log"].removesuffix("\n").encode("utf-8", "surrogatepass")
-        expected = [(T_NS, text.decode(errors="replace").encode(), record["stream"])]
+        expected = [(T_NS, text.decode(errors="replace").encode(),
+                     OUT if record["stream"] == "stdout" else ERR)]
     except (ValueError, KeyError, AssertionError):
-        expected = [(NOW, line.decode(errors="replace").encode(), "stdout")]
+        expected = [(NOW, line.decode(errors="replace").encode(), OUT)]
     p = parser(max_line_bytes=1 << 20)
     out, _ = p.parse(line + b"\n", 0)
     assert out + p.flush() == expected
@@ -519,7 +528,7 @@ def test_valid_utf8_is_cut_to_the_longest_whole_character_prefix(
     entries, _ = run(p, lines)
     expected = max((msg[:k].encode() for k in range(len(msg) + 1)
                     if len(msg[:k].encode()) <= max_line_bytes), key=len)
-    assert entries == [(T_NS, expected, "stdout")]
+    assert entries == [(T_NS, expected, OUT)]
     assert p.counts.truncated == (len(raw) > max_line_bytes)
     assert p.counts.invalid_utf8 == 0
 
@@ -527,7 +536,7 @@ def test_valid_utf8_is_cut_to_the_longest_whole_character_prefix(
 def test_a_long_running_file_keeps_a_small_timestamp_cache() -> None:
     """Hours of logs (a distinct second per line here) must not grow a parser without bound:
     a node tails hundreds of files for days."""
-    parser = FileParser(1024, "stdout", "stderr")
+    parser = FileParser(1024, OUT, ERR)
     data = b"".join(
         time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_700_000_000 + i)).encode()
         + b".5Z stdout F x\n" for i in range(20_000))
@@ -543,10 +552,11 @@ def test_a_long_running_file_keeps_a_small_timestamp_cache() -> None:
 
 
 def test_lines_carry_the_tags_given_and_a_retag_applies_to_pending_partials() -> None:
-    p = FileParser(1024, "out-a", "err-a", now_ns=lambda: NOW)
+    out_a, err_a, out_b, err_b = (stream(n) for n in ("out-a", "err-a", "out-b", "err-b"))
+    p = FileParser(1024, out_a, err_a, now_ns=lambda: NOW)
     entries, _ = p.parse(b"2024-01-01T00:00:00Z stdout F one\n"
                          b"2024-01-01T00:00:00Z stderr P two \n", 0)
-    assert [e[2] for e in entries] == ["out-a"]
-    p.retag("out-b", "err-b")  # the pod's metadata arrived: its streams changed
+    assert [e[2] for e in entries] == [out_a]
+    p.retag(out_b, err_b)  # the pod's metadata arrived: its streams changed
     entries, _ = p.parse(b"2024-01-01T00:00:01Z stderr F halves\ngarbage\n", 0)
-    assert [(e[1], e[2]) for e in entries] == [(b"two halves", "err-b"), (b"garbage", "out-b")]
+    assert [(e[1], e[2]) for e in entries] == [(b"two halves", err_b), (b"garbage", out_b)]

@@ -8,31 +8,47 @@ from pathlib import Path
 import pytest
 
 from shipper.metrics import Metrics
-from shipper.model import FileId, Ticket
+from shipper.model import FileId
 from shipper.positions import VERSION, Positions
 
 FILE = FileId(7, 42)
 
 
-def settle(positions: Positions, ticket: Ticket) -> None:
-    ticket.sealed = True
-    ticket.outstanding = 0
-    positions.settled(ticket)
-
-
 def test_offset_advances_only_through_the_settled_prefix(tmp_path: Path) -> None:
     positions = Positions(str(tmp_path / "p.json"), Metrics())
     positions.open(FILE, "/var/log/containers/a.log", 100)
-    first, second, third = Ticket(FILE, 200), Ticket(FILE, 300), Ticket(FILE, 400)
+    first, second, third = (positions.issue(FILE, end) for end in (200, 300, 400))
     for t in (first, second, third):
-        t.sealed, t.outstanding = True, 1
-        positions.track(t)
-    settle(positions, third)  # acknowledged out of order: must not jump over the others
+        positions.hold(t)  # in a batch
+        positions.seal(t)
+    positions.release(third)  # acknowledged out of order: must not jump over the others
     assert positions.offset(FILE) == 100
-    settle(positions, first)
+    positions.release(first)
     assert positions.offset(FILE) == 200
-    settle(positions, second)
+    positions.release(second)
     assert positions.offset(FILE) == 400
+
+
+def test_a_ticket_settles_only_once_sealed_and_released_by_every_holder(tmp_path: Path) -> None:
+    positions = Positions(str(tmp_path / "p.json"), Metrics())
+    positions.open(FILE, "a", 0)
+    ticket = positions.issue(FILE, 50)
+    positions.hold(ticket)  # one batch
+    positions.hold(ticket)  # and an open multiline group
+    positions.release(ticket)
+    positions.release(ticket)
+    assert positions.offset(FILE) == 0  # not sealed: its reader may still place entries
+    positions.seal(ticket)
+    assert positions.offset(FILE) == 50
+    with pytest.raises(RuntimeError):
+        positions.hold(ticket)  # settled and committed: holding it again is a bug
+
+
+def test_an_empty_chunk_settles_when_sealed(tmp_path: Path) -> None:
+    positions = Positions(str(tmp_path / "p.json"), Metrics())
+    positions.open(FILE, "a", 0)
+    positions.seal(positions.issue(FILE, 10))
+    assert positions.offset(FILE) == 10
 
 
 def test_save_and_load_round_trip_atomically(tmp_path: Path) -> None:
@@ -50,11 +66,12 @@ def test_save_and_load_round_trip_atomically(tmp_path: Path) -> None:
 def test_finished_file_is_forgotten_once_settled(tmp_path: Path) -> None:
     positions = Positions(str(tmp_path / "p.json"), Metrics())
     positions.open(FILE, "a", 0)
-    ticket = Ticket(FILE, 10, outstanding=1, sealed=True)
-    positions.track(ticket)
+    ticket = positions.issue(FILE, 10)
+    positions.hold(ticket)
+    positions.seal(ticket)
     positions.finish(FILE)
     assert positions.offset(FILE) == 0  # still tracked: its last chunk is in flight
-    settle(positions, ticket)
+    positions.release(ticket)
     assert positions.offset(FILE) is None
 
 
