@@ -74,15 +74,15 @@ class Batch:
     """One push request's worth of entries, grouped by Loki stream."""
 
     created: float  # clock() when its first entry arrived: the batch.timeout counts from here
-    streams: dict[str, list[Entry]] = field(default_factory=dict)
+    streams: dict[str, list[Entry]] = field(default_factory=dict)  # by Stream.key
     entries: int = 0
     size: int = 0  # estimated encoded bytes
     line_bytes: int = 0
     tickets: list[Ticket] = field(default_factory=list)
 
-    def add(self, ticket: Ticket, labels: str, entries: list[Entry], size: int) -> bool:
+    def add(self, ticket: Ticket, key: str, entries: list[Entry], size: int) -> bool:
         """Returns whether the ticket is new to this batch (the batch must then hold it)."""
-        self.streams.setdefault(labels, []).extend(entries)
+        self.streams.setdefault(key, []).extend(entries)
         self.entries += len(entries)
         self.size += size
         if self.tickets and self.tickets[-1] is ticket:
@@ -123,8 +123,8 @@ class Batcher:
             return
         size = chunk.size
         batch = self._batch_for(size)
-        if chunk.labels is not None and batch.size + size <= self._config.max_bytes:
-            if batch.add(chunk.ticket, chunk.labels, entries, size):
+        if chunk.key is not None and batch.size + size <= self._config.max_bytes:
+            if batch.add(chunk.ticket, chunk.key, entries, size):
                 self._ledger.hold(chunk.ticket)
             batch.line_bytes += chunk.line_bytes
         else:
@@ -148,7 +148,7 @@ class Batcher:
         for entry in chunk.entries:
             line_bytes = len(entry[1])
             batch = self._batch_for(line_bytes + overhead)
-            if batch.add(chunk.ticket, entry[2].labels, [entry], line_bytes + overhead):
+            if batch.add(chunk.ticket, entry[2].key, [entry], line_bytes + overhead):
                 self._ledger.hold(chunk.ticket)
             batch.line_bytes += line_bytes
 

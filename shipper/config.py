@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import os
 import re
 import typing
@@ -16,8 +17,12 @@ import yaml
 # seconds, sizes ("256KiB", "1MiB" or a plain int) become int bytes.
 DURATION = "duration"
 SIZE = "size"
+STRING_MAP = "string map"
 Seconds = Annotated[float, DURATION]
 Bytes = Annotated[int, SIZE]
+# A mapping of names to strings, kept in order as pairs (frozen); a list of names maps each to
+# itself: `fields: [a, b]` means `fields: {a: a, b: b}`.
+StrMap = Annotated[tuple[tuple[str, str], ...], STRING_MAP]
 
 
 class ConfigError(ValueError):
@@ -171,13 +176,26 @@ def _size(key: str, value: object) -> int:
     return size
 
 
+def _string_map(key: str, value: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple((v, v) for v in value)
+    scalar = str | int | float | bool
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, scalar) for k, v in value.items()):
+        raise ConfigError(key, f"expected a mapping of names to strings, got {value!r}")
+    return tuple((k, str(v).lower() if isinstance(v, bool) else str(v))
+                 for k, v in value.items())
+
+
 def _convert(key: str, hint: Any, value: object) -> Any:
     origin = get_origin(hint)
     if origin is Annotated:
         marker = get_args(hint)[1]
+        if marker == STRING_MAP:
+            return _string_map(key, value)
         return _duration(key, value) if marker == DURATION else _size(key, value)
     if dataclasses.is_dataclass(hint):
-        return _build(key, typing.cast(type, hint), value)
+        return build(key, typing.cast(type, hint), value)
     if origin is Literal:
         choices = get_args(hint)
         text = str(value).lower() if isinstance(value, bool | str) else value
@@ -196,6 +214,10 @@ def _convert(key: str, hint: Any, value: object) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(key, f"expected a positive integer, got {value!r}")
         return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(key, f"expected a positive number, got {value!r}")
+        return float(value)
     if hint is str:
         if value is None:
             return ""
@@ -205,18 +227,22 @@ def _convert(key: str, hint: Any, value: object) -> Any:
     raise TypeError(f"unsupported config type {hint!r} for {key}")  # a bug here, not the user's
 
 
-def _build(prefix: str, cls: type, raw: object) -> Any:
+def build(prefix: str, cls: type, raw: object) -> Any:
+    """A config dataclass from its YAML mapping: every key known, every value converted by its
+    field's type. A field named like a Python keyword plus "_" (from_) is written without it."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(prefix or "<root>", f"expected a mapping, got {raw!r}")
     hints = get_type_hints(cls, include_extras=True)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name.removesuffix("_") if keyword.iskeyword(f.name.removesuffix("_")) else f.name:
+             f.name for f in dataclasses.fields(cls)}
     for name in raw:
         if name not in known:
             where = f"{prefix}.{name}" if prefix else str(name)
             raise ConfigError(where, f"unknown key (known here: {', '.join(sorted(known))})")
-    values = {name: _convert(f"{prefix}.{name}" if prefix else name, hints[name], raw[name])
+    values = {known[name]: _convert(f"{prefix}.{name}" if prefix else name, hints[known[name]],
+                                    raw[name])
               for name in raw}
     return cls(**values)
 
@@ -274,7 +300,7 @@ def parse_config(text: str, env: typing.Mapping[str, str] | None = None) -> Conf
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("<file>", f"not valid YAML: {exc}") from None
-    config = _apply_env(_build("", Config, raw), os.environ if env is None else env)
+    config = _apply_env(build("", Config, raw), os.environ if env is None else env)
     _check(config)
     return config
 

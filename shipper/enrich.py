@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from shipper.config import LabelsConfig
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from shipper.kube.pod_cache import PodCache, PodMeta
 
 _INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 _VALUE_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
@@ -39,11 +42,16 @@ class FileStreams:
     excluded: bool  # the pod or container opted out by annotation
     enriched: bool  # built with the pod's API metadata (not just its path)
     version: int  # the pod cache version it was built from: rebuild when that moves
+    # What pipeline rules match and route on: namespace, pod, container, app, workload, node
+    # (from the path, or the API), and the pod's own labels and annotations when known.
+    values: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
-    def shared_labels(self) -> str | None:
-        """The label string when stdout and stderr go to one Loki stream (the default)."""
-        return self.stdout.labels if self.stdout.labels == self.stderr.labels else None
+    def shared_key(self) -> str | None:
+        """The batch key when stdout and stderr go to one Loki stream (the default)."""
+        return self.stdout.key if self.stdout.key == self.stderr.key else None
 
 
 class Enricher:
@@ -64,7 +72,9 @@ class Enricher:
         stdout, stderr = (self._stream(values, name) for name in ("stdout", "stderr"))
         excluded = pod is not None and (
             pod.excluded or (meta is not None and meta.container in pod.excluded_containers))
-        return FileStreams(stdout, stderr, excluded, pod is not None, self.version)
+        return FileStreams(stdout, stderr, excluded, pod is not None, self.version,
+                           MappingProxyType(values), pod.labels if pod else _EMPTY,
+                           pod.annotations if pod else _EMPTY)
 
     @property
     def waits_for_pods(self) -> bool:

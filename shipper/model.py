@@ -29,6 +29,13 @@ class Stream:
     labels: str  # rendered and escaped, e.g. '{app="api", namespace="shop"}'
     label_pairs: tuple[tuple[str, str], ...]  # the same labels as (name, value), sorted by name
     metadata: tuple[tuple[str, str], ...] = ()
+    tenant: str = ""  # X-Scope-OrgID of its pushes; "": loki.tenant_id
+    key: str = field(init=False, repr=False, compare=False)  # what batches group entries by
+
+    def __post_init__(self) -> None:
+        # One push request per tenant: streams of different tenants never share a key.
+        object.__setattr__(self, "key", f"{self.tenant}\0{self.labels}" if self.tenant
+                           else self.labels)
 
 
 @dataclass(slots=True)
@@ -54,7 +61,7 @@ class Chunk:
     ticket: Ticket
     entries: list[Entry] = field(default_factory=list)
     overhead: int = 0  # estimated encoded bytes per entry beyond its line (timestamp, metadata)
-    labels: str | None = None  # set when every entry goes to this one Loki stream (the default)
+    key: str | None = None  # set when every entry goes to this one stream (the default)
     line_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:

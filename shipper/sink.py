@@ -54,14 +54,14 @@ class Sink:
     def ticket(self, file: FileId, end: int) -> Ticket:
         return self._positions.issue(file, end)
 
-    def place(self, ticket: Ticket, entries: list[Entry], overhead: int, labels: str | None,
+    def place(self, ticket: Ticket, entries: list[Entry], overhead: int, key: str | None,
               reservation: Reservation | None) -> None:
-        """Batch entries under `ticket` (`labels`: their one Loki stream, if they share one).
+        """Batch entries under `ticket` (`key`: of their one Stream, if they share one).
         Their bytes are held until the batch holding them settles: drawn from `reservation`,
         and beyond it (lines joined across reads; a file's last line) taken without waiting."""
         if not entries:
             return
-        chunk = Chunk(ticket, entries, overhead, labels)
+        chunk = Chunk(ticket, entries, overhead, key)
         size = chunk.size
         if reservation is not None:
             drawn = min(size, reservation.left)

@@ -364,7 +364,7 @@ class Tailer:
                 ctx.metrics.entries_without_metadata.inc(len(entries))
             overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4
                                             for k, v in streams.stdout.metadata)
-            ctx.sink.place(ticket, entries, overhead, streams.shared_labels, reservation)
+            ctx.sink.place(ticket, entries, overhead, streams.shared_key, reservation)
         ctx.sink.seal(ticket)
 
     def _tag(self, f: _OpenFile) -> None:

@@ -32,7 +32,7 @@ class Ledger:
 
 def chunk(n: int, end: int, stream: Stream = OUT, line: bytes = b"x" * 10) -> Chunk:
     entries: list[Entry] = [(i, line, stream) for i in range(n)]
-    return Chunk(Ticket(FILE, end), entries, overhead=20, labels=stream.labels)
+    return Chunk(Ticket(FILE, end), entries, overhead=20, key=stream.key)
 
 
 def make(ledger: Ledger, **config: float) -> Batcher:
