@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import sys
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from shipper import __version__
@@ -75,6 +76,33 @@ def _demo() -> int:
         return _run(config, once=True)
 
 
+def _pairs(flag: str, items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"shipper: {flag} expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            raise SystemExit(2)
+        pairs[key] = value
+    return pairs
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from shipper.pipeline.inspect import Pod, inspect
+
+    config = _load(args.config)
+    try:
+        sample = (sys.stdin.buffer.read() if args.sample == "-"
+                  else Path(args.sample).read_bytes())
+    except OSError as exc:
+        print(f"shipper: cannot read {args.sample}: {exc.strerror}", file=sys.stderr)
+        return 2
+    pod = Pod(args.namespace, args.pod, args.container, args.node,
+              _pairs("--label", args.label), _pairs("--annotation", args.annotation))
+    inspect(config, sample, pod, sys.stdout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shipper", description="Ship Kubernetes container "
                                      "logs to Loki without losing a line.")
@@ -87,10 +115,26 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", required=True)
     sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
+    inspect = sub.add_parser(
+        "inspect", help="run a config's pipeline over a sample and show each entry after each "
+        "stage, as it would run for the pod described by the flags")
+    inspect.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    inspect.add_argument("sample", nargs="?", default="-",
+                         help="a container log file (CRI or Docker) or plain lines; - is stdin")
+    inspect.add_argument("--namespace", default="default")
+    inspect.add_argument("--pod", default="sample-0")
+    inspect.add_argument("--container", default="app")
+    inspect.add_argument("--node", default="node")
+    inspect.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="a pod label (repeatable)")
+    inspect.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE",
+                         help="a pod annotation, e.g. shipper.io/multiline=java (repeatable)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         return _demo()
+    if args.command == "inspect":
+        return _inspect(args)
     config = _load(args.config)
     if args.command == "check-config":
         _build(config)
