@@ -32,9 +32,23 @@ def _load(path: str | None) -> Config:
 def _build(config: Config, once: bool = False) -> Agent:
     """The whole agent, without starting it: what the config names must be usable."""
     from shipper.agent import Agent
+    from shipper.checks import check_files
 
     try:
+        check_files(config)
         return Agent(config, once=once)
+    except ConfigError as exc:
+        _invalid(exc)
+
+
+def _check_listen(agent: Agent) -> None:
+    """Bind server.listen and let it go: a port in use is found by check-config, as by run."""
+    async def bind_and_release() -> None:
+        await agent.server.start()
+        await agent.server.stop()
+
+    try:
+        asyncio.run(bind_and_release())
     except ConfigError as exc:
         _invalid(exc)
 
@@ -51,6 +65,8 @@ def _run(config: Config, once: bool) -> int:
     gc.set_threshold(10_000, 10, 10)
     try:
         asyncio.run(agent.run())
+    except ConfigError as exc:  # server.listen: an address is known usable only once bound
+        _invalid(exc)
     except BrokenPipeError:  # a dry run piped into `head`: the reader has seen enough
         sys.stderr.close()
     return 0
@@ -84,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", help="YAML config file (default: built-in DaemonSet defaults)")
     run.add_argument("--once", action="store_true",
                      help="read every file to its end, deliver, save positions and exit")
-    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check = sub.add_parser("check-config", help="validate a config file, the files it names and "
+                           "its listen address, and exit")
     check.add_argument("--config", required=True)
     sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
     args = parser.parse_args(argv)
@@ -93,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return _demo()
     config = _load(args.config)
     if args.command == "check-config":
-        _build(config)
+        _check_listen(_build(config))
         print(f"{args.config}: ok")
         return 0
     return _run(config, args.once)

@@ -99,10 +99,10 @@ class Agent:
         """Run until `stop` is set (or SIGTERM/SIGINT; with once, until every file is at EOF),
         then: stop reading, push what is batched within the deadline, save positions."""
         stop = stop or self._stop_on_signals()
+        await self.server.start()  # first: an unusable server.listen fails before any reading
         self._ctx = TailContext(self.config.inputs, self.enricher, self.batcher, self.flow,
                                 self.positions, self.metrics, self.positions.load(),
                                 poll_interval=self.config.inputs.rescan_interval)
-        await self.server.start()
         background = [asyncio.create_task(self._save_positions(), name="positions")]
         if self.watcher is not None:
             background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
