@@ -1,10 +1,13 @@
-"""Faults: SIGTERM while Loki is slow, and a positions directory that cannot be written."""
+"""Faults: SIGTERM while Loki is slow or while starting, and a positions directory that
+cannot be written."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.support.agent import make_config, running, start_subprocess, terminate, until
 from tests.support.faults import (
@@ -64,6 +67,26 @@ def test_sigterm_under_load_saves_exactly_what_was_acknowledged(tmp_path: Path) 
           f"{in_flight}")
     assert duplicates == in_flight
     assert stopped_in < DEADLINE + 3  # the deadline bounds the stop (generous: CI is slow)
+
+
+# The interpreter alone takes 25-50 ms here (its start and site, before any line of shipper
+# runs): a signal then finds no handler, whatever the agent does. 0.1 s is the earliest moment
+# that is after it even on a busy machine, and before the agent's loop handles the signal.
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.5])
+def test_sigterm_in_the_first_second_exits_promptly_with_0(tmp_path: Path, delay: float) -> None:
+    pod = PodLog(tmp_path, "early", "app-0", "app")
+    pod.lines("line", 1000)
+    with LokiReceiver() as receiver:
+        config = write_config(tmp_path, receiver.url)
+        spawned = time.monotonic()
+        agent = start_subprocess(config)
+        time.sleep(max(0.0, spawned + delay - time.monotonic()))
+        signalled = time.monotonic()
+        code, err = terminate(agent)
+        took = time.monotonic() - signalled
+    print(f"SIGTERM {signalled - spawned:.3f}s after spawn: exit {code} in {took:.2f}s")
+    assert code == 0, err
+    assert took < 3
 
 
 def test_unwritable_positions_keep_shipping_report_not_ready_and_recover(
