@@ -137,7 +137,7 @@ class Agent:
             log.error("shutdown deadline reached; undelivered lines will be read again at the "
                       "next start", extra={"pending_entries": self.batcher.pending_entries})
         await self.pusher.aclose()
-        self.positions.save()
+        await self.positions.save()  # waits for a periodic write still in flight, then writes
         log.info("stopped")
 
     def _stop_on_signals(self) -> asyncio.Event:
@@ -157,7 +157,7 @@ class Agent:
     async def _save_positions(self) -> None:
         while True:
             await asyncio.sleep(self.config.positions.write_interval)
-            self.positions.save()
+            await self.positions.save()  # written in a thread: a slow disk delays only this loop
 
     # -- discovery -----------------------------------------------------------------------------
 
