@@ -248,7 +248,8 @@ def build(prefix: str, cls: type, raw: object) -> Any:
 
 
 def _check(config: Config) -> None:
-    """Cross-field and filesystem checks: fail at start rather than at the first push."""
+    """Cross-field checks: fail at start rather than at the first push. What the values name
+    (files, TLS material) is checked by shipper.checks, the listen address by binding it."""
     for key in ("stream", "structured_metadata"):
         for source in getattr(config.labels, key):
             if source not in LABEL_SOURCES:
@@ -259,14 +260,6 @@ def _check(config: Config) -> None:
     if config.loki.url and not re.match(r"^https?://[^/\s]+", config.loki.url):
         raise ConfigError("loki.url",
                           f"expected an http:// or https:// URL, got {config.loki.url!r}")
-    for key, path in (("loki.bearer_token_file", config.loki.bearer_token_file),
-                      ("loki.basic_auth.password_file", config.loki.basic_auth.password_file),
-                      ("loki.tls.ca_file", config.loki.tls.ca_file),
-                      ("loki.tls.cert_file", config.loki.tls.cert_file),
-                      ("loki.tls.key_file", config.loki.tls.key_file),
-                      ("kubernetes.kubeconfig", config.kubernetes.kubeconfig)):
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(key, f"file {path!r} does not exist or is not readable")
     if bool(config.loki.tls.cert_file) != bool(config.loki.tls.key_file):
         raise ConfigError("loki.tls", "cert_file and key_file must be given together")
     if config.loki.basic_auth.password_file and not config.loki.basic_auth.username:
@@ -275,13 +268,11 @@ def _check(config: Config) -> None:
         raise ConfigError("loki.min_backoff", "must not exceed loki.max_backoff")
     if config.batch.max_bytes > config.batch.max_pending_bytes:
         raise ConfigError("batch.max_pending_bytes", "must be at least batch.max_bytes")
-    if config.server.listen and not re.match(r"^[^\s:]*:\d{1,5}$", config.server.listen):
-        raise ConfigError("server.listen", f"expected HOST:PORT, got {config.server.listen!r}")
-    if config.positions.path:
-        parent = Path(config.positions.path).parent
-        existing = next(p for p in (parent, *parent.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError("positions.path", f"{existing} is not a directory")
+    if config.server.listen:
+        if not (m := re.match(r"^[^\s:]*:(\d{1,5})$", config.server.listen)):
+            raise ConfigError("server.listen", f"expected HOST:PORT, got {config.server.listen!r}")
+        if int(m.group(1)) > 65535:
+            raise ConfigError("server.listen", f"port {m.group(1)} is out of range (0-65535)")
 
 
 def _apply_env(config: Config, env: typing.Mapping[str, str]) -> Config:

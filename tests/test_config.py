@@ -48,7 +48,6 @@ def test_environment_overrides() -> None:
     ("batch: {max_bytes: 1XB}", "batch.max_bytes", "size"),
     ("inputs: {paths: /var/log/*.log}", "inputs.paths", "list of strings"),
     ("loki: {url: 'loki:3100'}", "loki.url", "http"),
-    ("loki: {bearer_token_file: /nonexistent/token}", "loki.bearer_token_file", "not readable"),
     ("loki: {tls: {insecure_skip_verify: maybe}}", "loki.tls.insecure_skip_verify",
      "true or false"),
     ("labels: {stream: [namespace, colour]}", "labels.stream", "colour"),
@@ -56,7 +55,6 @@ def test_environment_overrides() -> None:
     ("log: {level: loud}", "log.level", "one of"),
     ("batch: [1, 2]", "batch", "mapping"),
     ("batch: {max_bytes: 2MiB, max_pending_bytes: 1MiB}", "batch.max_pending_bytes", "at least"),
-    ("positions: {path: /etc/hostname/positions.json}", "positions.path", "not a directory"),
 ])
 def test_bad_config_names_key_and_reason(text: str, key: str, reason: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -74,7 +72,8 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text("batch: {size: 500}\n")
+    good.write_text(f"batch: {{size: 500}}\npositions: {{path: {tmp_path / 'p.json'}}}\n"
+                    "server: {listen: '127.0.0.1:0'}\n")  # check-config binds it
     assert main(["check-config", "--config", str(good)]) == 0
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch: {timeout: forever}\n")
