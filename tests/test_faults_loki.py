@@ -142,6 +142,33 @@ def test_partial_400_counts_the_rejected_lines_and_positions_still_advance(
     assert assert_none_missing(entries, kept, "partial 400") == 0
 
 
+def test_odd_answers_from_loki_are_retried_and_delivery_goes_on(tmp_path: Path) -> None:
+    """An answer the client cannot read is a transport failure like a 503, never the end of the
+    delivery task: once Loki answers properly again, everything arrives."""
+    pod = PodLog(tmp_path, "odd", "app-0", "app")
+    odd = [b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (128 * 1024) + b"\r\n\r\n",
+           b"\x00" * (128 * 1024),
+           b"HTTP/1.1 204 No Content\r\nContent-",
+           b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        async with running(make_config(tmp_path, receiver.url)) as agent:
+            for n, raw in enumerate(odd):
+                receiver.answer_raw(raw)
+                target = receiver.requests + 2  # met, and retried
+                pod.lines(f"odd{n}", 50)
+                await until(lambda: receiver.requests >= target)  # noqa: B023 (awaited here)
+            receiver.accept()
+            await until(lambda: {e.line for e in receiver.entries} >= set(pod.written))
+            assert _sample(agent, "shipper_request_duration_seconds_count",
+                           status_code="error") >= 2 * len(odd)
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert assert_none_missing(entries, pod.written, "odd answers") == 0
+
+
 def test_a_stalled_loki_does_not_hold_back_reading_below_the_bound(tmp_path: Path) -> None:
     """The retry of one batch must not keep other files from filling the buffer."""
     pods = [PodLog(tmp_path, "stall", f"app-{i}", f"c{i}") for i in range(4)]

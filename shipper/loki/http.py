@@ -9,7 +9,7 @@ Exceptions:
     ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake)
     ├── RequestTimeout       the whole exchange took longer than the timeout
     ├── ConnectionLost       reset or closed before the answer was complete
-    └── ProtocolError        the answer is not HTTP/1.1 as we speak it
+    └── ProtocolError        the answer is not HTTP/1.1 as we speak it, or over a limit
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from urllib.parse import urlsplit
 from shipper.config import TLSConfig
 
 MAX_BODY = 64 * 1024  # of an answer: Loki's are short; the rest of a longer one is not read
+MAX_HEAD = MAX_BODY  # the reader's limit: a longer status line and headers are a ProtocolError
 _MAX_HEADERS = 100
+_MAX_INTERIM = 8  # 1xx answers before the real one: servers send one or two (100, 103)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class TransportError(Exception):
@@ -137,6 +140,9 @@ class HttpClient:
                 raise _Stale from exc
             raise ConnectionLost(f"connection to {self.endpoint} lost before an answer: "
                                  f"{exc!r}") from None
+        except asyncio.LimitOverrunError:
+            raise ProtocolError(f"bad answer from {self.endpoint}: no end of its head within "
+                                f"{MAX_HEAD} bytes") from None
         try:
             return await self._response(reader, head)
         except (OSError, asyncio.IncompleteReadError) as exc:
@@ -147,14 +153,20 @@ class HttpClient:
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl, limit=MAX_BODY)
+                self._host, self._port, ssl=self._ssl, limit=MAX_HEAD)
         except OSError as exc:  # ssl.SSLError included: a failed handshake
             raise ConnectError(f"cannot connect to {self.endpoint}: {exc}") from None
         return self._reader, self._writer
 
     async def _response(self, reader: asyncio.StreamReader, head: bytes) -> HttpResponse:
+        """Raises ValueError or LimitOverrunError for a malformed answer, IncompleteReadError
+        or OSError for a truncated one: the caller makes each a TransportError."""
         version, status, headers = _head(head)
+        interim = 0
         while status < 200:  # 1xx: the real answer follows
+            interim += 1
+            if interim > _MAX_INTERIM:
+                raise ValueError(f"more than {_MAX_INTERIM} interim (1xx) answers")
             version, status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
         keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         if status in (204, 304):
@@ -163,13 +175,11 @@ class HttpClient:
             body, complete = await _chunked(reader)
             keep = keep and complete
         elif "content-length" in headers:
-            length = int(headers["content-length"])
-            if length < 0:
-                raise ValueError("negative Content-Length")
+            length = _content_length(headers["content-length"])
             body = await reader.readexactly(min(length, MAX_BODY))
             keep = keep and length <= MAX_BODY
         else:  # delimited by the server closing the connection
-            body = await reader.read(MAX_BODY)
+            body = await _until_closed(reader)
             keep = False
         if not keep:
             self._close()
@@ -193,9 +203,12 @@ def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
     """Status line and headers (names lower-cased) of an answer, its blank line included."""
     status_line, *lines = head.decode("latin-1").split("\r\n")
     version, _, rest = status_line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    code, separator = rest[:3], rest[3:4]
+    if (version not in ("HTTP/1.0", "HTTP/1.1") or separator not in ("", " ")
+            or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 599):
         raise ValueError(f"bad status line {status_line[:80]!r}")
+    if int(code) == 101:  # never asked for: what follows is not HTTP/1.1
+        raise ValueError("unexpected 101 Switching Protocols")
     if len(lines) > _MAX_HEADERS:
         raise ValueError(f"more than {_MAX_HEADERS} headers")
     headers: dict[str, str] = {}
@@ -203,26 +216,52 @@ def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
         name, sep, value = line.partition(":")
         if not sep:
             raise ValueError(f"bad header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
+        name, value = name.strip().lower(), value.strip()
+        # A repeated header is one list (RFC 9110 5.3): two Content-Lengths stop being a number.
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return version, int(code), headers
+
+
+def _content_length(value: str) -> int:
+    # Digits only: int() would also take "+5", " 5" and "1_0".
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"bad Content-Length {value[:40]!r}")
+    return int(value)
+
+
+async def _until_closed(reader: asyncio.StreamReader) -> bytes:
+    """A close-delimited body, up to MAX_BODY: read() returns whatever one segment held."""
+    body = bytearray()
+    while len(body) < MAX_BODY and (data := await reader.read(MAX_BODY - len(body))):
+        body += data
+    return bytes(body)
 
 
 async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     """The body up to MAX_BODY, and whether it was read to its end (the connection reusable)."""
     body = bytearray()
     while True:
-        size_line = await reader.readline()
-        size = int(size_line.split(b";")[0].strip(), 16)
+        size = _chunk_size(await reader.readuntil(b"\n"))
         if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return bytes(body), True
+            for _ in range(_MAX_HEADERS):
+                if (await reader.readuntil(b"\n")).strip() == b"":
+                    return bytes(body), True
+            raise ValueError(f"more than {_MAX_HEADERS} trailer lines")
         if len(body) + size > MAX_BODY:
             body += await reader.readexactly(MAX_BODY - len(body))
             return bytes(body), False
         body += await reader.readexactly(size)
-        await reader.readexactly(2)  # CRLF after each chunk
+        if await reader.readexactly(2) != b"\r\n":
+            raise ValueError("chunk data not followed by CRLF")
 
 
-__all__ = ["MAX_BODY", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
+def _chunk_size(line: bytes) -> int:
+    digits = line.split(b";")[0].strip()
+    # Hex digits only (int(x, 16) would take "0x5", "-5" and "1_0"); 15 of them exceed any body.
+    if not digits or len(digits) > 15 or not _HEX.issuperset(digits):
+        raise ValueError(f"bad chunk size line {line[:40]!r}")
+    return int(digits, 16)
+
+
+__all__ = ["MAX_BODY", "MAX_HEAD", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
            "ProtocolError", "RequestTimeout", "TransportError", "build_ssl_context"]

@@ -3,8 +3,9 @@
 It decodes pushes with the protobuf runtime from push.proto (compiled here with grpc_tools,
 never with the agent's encoder), after snappy block decompression, and parses each stream's
 label string the way Loki does. Faults can be switched while it runs: refuse connections,
-answer an error status, stall, reset the connection, or reject some lines like Loki's partial
-400. It runs in threads, so synchronous tests and agent subprocesses can both use it.
+answer an error status, stall, reset the connection, reject some lines like Loki's partial
+400, or answer exact bytes that are not (quite) HTTP. It runs in threads, so synchronous tests
+and agent subprocesses can both use it.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class Headers(dict[str, str]):
 
 @dataclass(frozen=True)
 class _Mode:
-    kind: str = "accept"  # accept | fail | stall | reset | reject
+    kind: str = "accept"  # accept | fail | stall | reset | reject | raw
     status: int = 204
     retry_after: str | None = None
     body: str = ""
@@ -134,6 +135,7 @@ class _Mode:
     drop: bool = False
     predicate: Callable[[str], bool] | None = None
     reason: str = ""
+    raw: bytes = b""
 
 
 class LokiReceiver:
@@ -243,6 +245,10 @@ class LokiReceiver:
         """Loki's partial 400: store the other entries, reject these, say how many per stream."""
         self._set(_Mode("reject", predicate=predicate, reason=message_reason))
 
+    def answer_raw(self, raw: bytes) -> None:
+        """Answer each request with exactly these bytes, then close the connection."""
+        self._set(_Mode("raw", raw=raw))
+
     def fail_next(self, n: int, status: int) -> None:
         with self._lock:
             self._fail_next = (n, status)
@@ -292,6 +298,10 @@ class LokiReceiver:
             return self._reply(h, 404, "404 page not found")
         if mode.kind == "fail":
             return self._reply(h, mode.status, mode.body, mode.retry_after)
+        if mode.kind == "raw":
+            h.close_connection = True
+            h.wfile.write(mode.raw)
+            return None
         if mode.kind == "reset":
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.connection.close()
