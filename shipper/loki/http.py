@@ -20,7 +20,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shipper.config import TLSConfig
 
@@ -29,6 +29,7 @@ MAX_HEAD = MAX_BODY  # the reader's limit: a longer status line and headers are 
 _MAX_HEADERS = 100
 _MAX_INTERIM = 8  # 1xx answers before the real one: servers send one or two (100, 103)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_URL_SAFE = "/%:@!$&'()*+,;=?-._~"  # RFC 3986 pchar and query characters: kept as they are
 
 
 class TransportError(Exception):
@@ -84,11 +85,11 @@ class HttpClient:
         self._ssl: SSLContext | None = None
         if parts.scheme == "https":
             self._ssl = ssl or build_ssl_context(TLSConfig())
+        self._scheme = parts.scheme
         host = f"[{self._host}]" if ":" in self._host else self._host
         default_port = self._port == (443 if self._ssl else 80)
-        authority = host if default_port else f"{host}:{self._port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+        self._authority = host if default_port else f"{host}:{self._port}"
+        self._head = self._request_head(_target(parts.path, parts.query))
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self._reader: asyncio.StreamReader | None = None
@@ -99,8 +100,26 @@ class HttpClient:
         """host:port, for messages: the URL may carry credentials, this never does."""
         return f"{self._host}:{self._port}"
 
-    async def post(self, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
-        lines = [self._head, f"Content-Length: {len(body)}\r\n"]
+    def _request_head(self, target: str) -> str:
+        return f"POST {target} HTTP/1.1\r\nHost: {self._authority}\r\n"
+
+    def target_on_origin(self, url: str) -> str | None:
+        """The request target (path and query) of `url` if it has this client's scheme, host and
+        port, else None: what a redirect may be followed to with the credentials attached."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number
+            return None
+        if (parts.scheme, parts.hostname, port) != (self._scheme, self._host, self._port):
+            return None
+        return _target(parts.path, parts.query)
+
+    async def post(self, body: bytes, headers: Mapping[str, str],
+                   target: str | None = None) -> HttpResponse:
+        """POST to the URL, or to `target` on its origin (from target_on_origin)."""
+        head = self._head if target is None else self._request_head(target)
+        lines = [head, f"Content-Length: {len(body)}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} holds a line break")
@@ -197,6 +216,12 @@ class HttpClient:
                 writer.close()
                 with contextlib.suppress(OSError, TimeoutError):
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+def _target(path: str, query: str) -> str:
+    """A request target; a space or a non-ASCII character in a Location is percent-encoded."""
+    path, query = quote(path, safe=_URL_SAFE), quote(query, safe=_URL_SAFE)
+    return (path or "/") + (f"?{query}" if query else "")
 
 
 def _head(head: bytes) -> tuple[str, int, dict[str, str]]:

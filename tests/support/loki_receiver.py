@@ -4,7 +4,8 @@ It decodes pushes with the protobuf runtime from push.proto (compiled here with 
 never with the agent's encoder), after snappy block decompression, and parses each stream's
 label string the way Loki does. Faults can be switched while it runs: refuse connections,
 answer an error status, stall, reset the connection, reject some lines like Loki's partial
-400, or answer exact bytes that are not (quite) HTTP. It runs in threads, so synchronous tests
+400, answer exact bytes that are not (quite) HTTP, refuse bodies over a size with 413 as a
+gateway does, or redirect. It runs in threads, so synchronous tests
 and agent subprocesses can both use it.
 """
 
@@ -131,6 +132,7 @@ class _Mode:
     status: int = 204
     retry_after: str | None = None
     body: str = ""
+    location: str | None = None
     seconds: float = 0.0
     drop: bool = False
     predicate: Callable[[str], bool] | None = None
@@ -146,6 +148,9 @@ class LokiReceiver:
         self._entries: list[ReceivedEntry] = []
         self._mode = _Mode()
         self._fail_next: tuple[int, int] = (0, 0)  # (requests left, status)
+        self._max_body = 0  # request bodies over this get 413 (0: no limit)
+        self._redirects: dict[str, tuple[int, str]] = {}  # path: (status, Location)
+        self.paths = {PUSH_PATH}  # where pushes are taken; any other path is a 404, as in Loki
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -153,6 +158,7 @@ class LokiReceiver:
         self.port = 0
         self.requests = 0
         self.headers_seen: list[Headers] = []
+        self.paths_seen: list[str] = []
 
     @property
     def url(self) -> str:
@@ -218,7 +224,11 @@ class LokiReceiver:
             self._mode = mode
 
     def accept(self) -> None:
-        """Answer 204 and store everything; listen again after refuse()."""
+        """Answer 204 and store everything; listen again after refuse(). Ends redirects and
+        body limits."""
+        with self._lock:
+            self._redirects.clear()
+            self._max_body = 0
         self._set(_Mode())
         if self._server is None:
             self._listen()
@@ -228,8 +238,9 @@ class LokiReceiver:
         self._close_listener()
         self._drop_connections()
 
-    def fail(self, status: int, retry_after: str | None = None, body: str = "") -> None:
-        self._set(_Mode("fail", status, retry_after, body))
+    def fail(self, status: int, retry_after: str | None = None, body: str = "",
+             location: str | None = None) -> None:
+        self._set(_Mode("fail", status, retry_after, body, location))
 
     def stall(self, seconds: float, *, drop: bool = False) -> None:
         """Hold each request this long, then store it and answer 204 (drop: close, store
@@ -244,6 +255,17 @@ class LokiReceiver:
                      message_reason: str = "line too long") -> None:
         """Loki's partial 400: store the other entries, reject these, say how many per stream."""
         self._set(_Mode("reject", predicate=predicate, reason=message_reason))
+
+    def limit_body(self, max_bytes: int) -> None:
+        """Answer 413 to a request whose (compressed) body is over max_bytes, as a gateway or
+        Loki's grpc_server_max_recv_msg_size does."""
+        with self._lock:
+            self._max_body = max_bytes
+
+    def redirect(self, path: str, status: int, location: str) -> None:
+        """Answer requests at `path` with `status` and this Location (until accept())."""
+        with self._lock:
+            self._redirects[path] = (status, location)
 
     def answer_raw(self, raw: bytes) -> None:
         """Answer each request with exactly these bytes, then close the connection."""
@@ -289,15 +311,23 @@ class LokiReceiver:
         with self._lock:
             self.requests += 1
             self.headers_seen.append(Headers(h.headers.items()))
+            self.paths_seen.append(h.path)
             mode = self._mode
             left, status = self._fail_next
             if left:
                 self._fail_next = (left - 1, status)
                 mode = _Mode("fail", status)
-        if h.path != PUSH_PATH:
+            redirect = self._redirects.get(h.path)
+            too_large = 0 < self._max_body < len(body)
+        if redirect is not None:
+            return self._reply(h, redirect[0], "", location=redirect[1])
+        if h.path not in self.paths:
             return self._reply(h, 404, "404 page not found")
         if mode.kind == "fail":
-            return self._reply(h, mode.status, mode.body, mode.retry_after)
+            return self._reply(h, mode.status, mode.body, mode.retry_after, mode.location)
+        if too_large:
+            return self._reply(h, 413, f"request body of {len(body)} bytes is over the limit "
+                               f"of {self._max_body} bytes")
         if mode.kind == "raw":
             h.close_connection = True
             h.wfile.write(mode.raw)
@@ -362,11 +392,13 @@ class LokiReceiver:
 
     @staticmethod
     def _reply(h: BaseHTTPRequestHandler, status: int, body: str,
-               retry_after: str | None = None) -> None:
+               retry_after: str | None = None, location: str | None = None) -> None:
         data = body.encode()
         h.send_response(status)
         if retry_after is not None:
             h.send_header("Retry-After", retry_after)
+        if location is not None:
+            h.send_header("Location", location)
         h.send_header("Content-Type", "text/plain; charset=utf-8")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
