@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
@@ -230,9 +231,8 @@ def _check(config: Config) -> None:
                                   f"(known: {', '.join(LABEL_SOURCES)})")
     if not config.labels.stream:
         raise ConfigError("labels.stream", "at least one stream label is needed")
-    if config.loki.url and not re.match(r"^https?://[^/\s]+", config.loki.url):
-        raise ConfigError("loki.url",
-                          f"expected an http:// or https:// URL, got {config.loki.url!r}")
+    if config.loki.url:
+        _check_url("loki.url", config.loki.url)
     for key, path in (("loki.bearer_token_file", config.loki.bearer_token_file),
                       ("loki.basic_auth.password_file", config.loki.basic_auth.password_file),
                       ("loki.tls.ca_file", config.loki.tls.ca_file),
@@ -256,6 +256,25 @@ def _check(config: Config) -> None:
         existing = next(p for p in (parent, *parent.parents) if p.exists())
         if not existing.is_dir():
             raise ConfigError("positions.path", f"{existing} is not a directory")
+
+
+PUSH_PATH = "/loki/api/v1/push"
+
+
+def _check_url(key: str, url: str) -> None:
+    """loki.url: http(s), a host, a numeric port, and a path ending in /push (Loki's own is
+    /loki/api/v1/push; gateways and the legacy /api/prom/push end the same way)."""
+    expected = f"expected Loki's push endpoint, such as http://loki:3100{PUSH_PATH}"
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(key, f"{expected}, got {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError as exc:
+        raise ConfigError(key, f"{expected}: {exc}") from None
+    if not parts.path.endswith("/push"):
+        path = repr(parts.path) if parts.path else "empty"
+        raise ConfigError(key, f"{expected}; the path is {path}, which does not end in /push")
 
 
 def _apply_env(config: Config, env: typing.Mapping[str, str]) -> Config:
