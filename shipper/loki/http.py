@@ -23,12 +23,10 @@ from ssl import SSLContext
 from urllib.parse import quote, urlsplit
 
 from shipper.config import TLSConfig
+from shipper.loki.framing import MAX_BODY, parse_head, read_body
 
-MAX_BODY = 64 * 1024  # of an answer: Loki's are short; the rest of a longer one is not read
 MAX_HEAD = MAX_BODY  # the reader's limit: a longer status line and headers are a ProtocolError
-_MAX_HEADERS = 100
 _MAX_INTERIM = 8  # 1xx answers before the real one: servers send one or two (100, 103)
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 _URL_SAFE = "/%:@!$&'()*+,;=?-._~"  # RFC 3986 pchar and query characters: kept as they are
 
 
@@ -180,27 +178,16 @@ class HttpClient:
     async def _response(self, reader: asyncio.StreamReader, head: bytes) -> HttpResponse:
         """Raises ValueError or LimitOverrunError for a malformed answer, IncompleteReadError
         or OSError for a truncated one: the caller makes each a TransportError."""
-        version, status, headers = _head(head)
+        version, status, headers = parse_head(head)
         interim = 0
         while status < 200:  # 1xx: the real answer follows
             interim += 1
             if interim > _MAX_INTERIM:
                 raise ValueError(f"more than {_MAX_INTERIM} interim (1xx) answers")
-            version, status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
-        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-        if status in (204, 304):
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body, complete = await _chunked(reader)
-            keep = keep and complete
-        elif "content-length" in headers:
-            length = _content_length(headers["content-length"])
-            body = await reader.readexactly(min(length, MAX_BODY))
-            keep = keep and length <= MAX_BODY
-        else:  # delimited by the server closing the connection
-            body = await _until_closed(reader)
-            keep = False
-        if not keep:
+            version, status, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
+        body, complete = await read_body(reader, status, headers)
+        if not (complete and version == "HTTP/1.1"
+                and "close" not in headers.get("connection", "").lower()):
             self._close()
         return HttpResponse(status, headers, body)
 
@@ -222,70 +209,6 @@ def _target(path: str, query: str) -> str:
     """A request target; a space or a non-ASCII character in a Location is percent-encoded."""
     path, query = quote(path, safe=_URL_SAFE), quote(query, safe=_URL_SAFE)
     return (path or "/") + (f"?{query}" if query else "")
-
-
-def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
-    """Status line and headers (names lower-cased) of an answer, its blank line included."""
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code, separator = rest[:3], rest[3:4]
-    if (version not in ("HTTP/1.0", "HTTP/1.1") or separator not in ("", " ")
-            or not (code.isdigit() and code.isascii()) or not 100 <= int(code) <= 599):
-        raise ValueError(f"bad status line {status_line[:80]!r}")
-    if int(code) == 101:  # never asked for: what follows is not HTTP/1.1
-        raise ValueError("unexpected 101 Switching Protocols")
-    if len(lines) > _MAX_HEADERS:
-        raise ValueError(f"more than {_MAX_HEADERS} headers")
-    headers: dict[str, str] = {}
-    for line in lines[:-2]:  # the split leaves two empty strings after the blank line
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ValueError(f"bad header line {line[:80]!r}")
-        name, value = name.strip().lower(), value.strip()
-        # A repeated header is one list (RFC 9110 5.3): two Content-Lengths stop being a number.
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return version, int(code), headers
-
-
-def _content_length(value: str) -> int:
-    # Digits only: int() would also take "+5", " 5" and "1_0".
-    if not (value.isascii() and value.isdigit()):
-        raise ValueError(f"bad Content-Length {value[:40]!r}")
-    return int(value)
-
-
-async def _until_closed(reader: asyncio.StreamReader) -> bytes:
-    """A close-delimited body, up to MAX_BODY: read() returns whatever one segment held."""
-    body = bytearray()
-    while len(body) < MAX_BODY and (data := await reader.read(MAX_BODY - len(body))):
-        body += data
-    return bytes(body)
-
-
-async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
-    """The body up to MAX_BODY, and whether it was read to its end (the connection reusable)."""
-    body = bytearray()
-    while True:
-        size = _chunk_size(await reader.readuntil(b"\n"))
-        if size == 0:
-            for _ in range(_MAX_HEADERS):
-                if (await reader.readuntil(b"\n")).strip() == b"":
-                    return bytes(body), True
-            raise ValueError(f"more than {_MAX_HEADERS} trailer lines")
-        if len(body) + size > MAX_BODY:
-            body += await reader.readexactly(MAX_BODY - len(body))
-            return bytes(body), False
-        body += await reader.readexactly(size)
-        if await reader.readexactly(2) != b"\r\n":
-            raise ValueError("chunk data not followed by CRLF")
-
-
-def _chunk_size(line: bytes) -> int:
-    digits = line.split(b";")[0].strip()
-    # Hex digits only (int(x, 16) would take "0x5", "-5" and "1_0"); 15 of them exceed any body.
-    if not digits or len(digits) > 15 or not _HEX.issuperset(digits):
-        raise ValueError(f"bad chunk size line {line[:40]!r}")
-    return int(digits, 16)
 
 
 __all__ = ["MAX_BODY", "MAX_HEAD", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
