@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from shipper.loki.http import (
     RequestTimeout,
     build_ssl_context,
 )
+from tests.support.tls import make_cert
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 
@@ -326,14 +326,6 @@ def test_a_close_delimited_body_is_read_to_its_end_across_segments() -> None:
 
 
 # -- TLS -----------------------------------------------------------------------------------------
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
-
 
 def test_tls_with_ca_file_client_certificate_and_insecure_skip_verify(tmp_path: Path) -> None:
     server_cert, server_key = make_cert(tmp_path, "loki")

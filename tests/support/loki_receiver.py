@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import tempfile
 import threading
@@ -143,7 +144,11 @@ class _Mode:
 class LokiReceiver:
     """`with LokiReceiver() as loki:` ... push to `loki.url` ... `loki.entries`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
+        """`tls`: serve https with this server context; `host`: the name in `url` (it listens
+        on 127.0.0.1 whatever the name)."""
+        self._tls = tls
+        self._host = host
         self._lock = threading.Condition()
         self._entries: list[ReceivedEntry] = []
         self._mode = _Mode()
@@ -162,7 +167,8 @@ class LokiReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PUSH_PATH}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}{PUSH_PATH}"
 
     @property
     def entries(self) -> list[ReceivedEntry]:
@@ -190,6 +196,8 @@ class LokiReceiver:
     def _listen(self) -> None:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler_class())
         server.daemon_threads = True
+        if self._tls is not None:  # the handshake happens in accept(), on the serving thread
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
