@@ -70,6 +70,9 @@ class LokiConfig:
     bearer_token_file: str = ""  # re-read when it changes (projected tokens rotate)
     basic_auth: BasicAuthConfig = field(default_factory=BasicAuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    # http://[user:password@]host:port overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY;
+    # empty: those variables decide; "direct": no proxy whatever they say.
+    proxy_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

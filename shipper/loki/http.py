@@ -3,10 +3,14 @@
 Measured CPU per keep-alive POST: httpx ~1 ms, aiohttp ~0.15 ms, asyncio streams ~0.02 ms; the
 push path is the hot network path, so this is all the HTTP the agent needs and no more.
 
+Through a forward proxy (proxy.py chooses it): an https URL is reached through a CONNECT
+tunnel, TLS to Loki's host inside it; an http URL by sending the absolute URL to the proxy.
+
 Exceptions:
 
     TransportError           no usable HTTP answer: retry later
-    ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake)
+    ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake, a
+    │                        proxy refusing CONNECT)
     ├── RequestTimeout       the whole exchange took longer than the timeout
     ├── ConnectionLost       reset or closed before the answer was complete
     └── ProtocolError        the answer is not HTTP/1.1 as we speak it, or over a limit
@@ -24,6 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from shipper.config import TLSConfig
 from shipper.loki.framing import MAX_BODY, parse_head, read_body
+from shipper.loki.proxy import Proxy, connect_refused, connect_request
 
 MAX_HEAD = MAX_BODY  # the reader's limit: a longer status line and headers are a ProtocolError
 _MAX_INTERIM = 8  # 1xx answers before the real one: servers send one or two (100, 103)
@@ -74,7 +79,8 @@ def build_ssl_context(tls: TLSConfig) -> SSLContext:
 class HttpClient:
     """POSTs to one URL over one reused connection; concurrent posts take turns."""
 
-    def __init__(self, url: str, *, timeout: float, ssl: SSLContext | None) -> None:
+    def __init__(self, url: str, *, timeout: float, ssl: SSLContext | None,
+                 proxy: Proxy | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
@@ -87,6 +93,7 @@ class HttpClient:
         host = f"[{self._host}]" if ":" in self._host else self._host
         default_port = self._port == (443 if self._ssl else 80)
         self._authority = host if default_port else f"{host}:{self._port}"
+        self._proxy = proxy
         self._head = self._request_head(_target(parts.path, parts.query))
         self._timeout = timeout
         self._lock = asyncio.Lock()
@@ -95,11 +102,20 @@ class HttpClient:
 
     @property
     def endpoint(self) -> str:
-        """host:port, for messages: the URL may carry credentials, this never does."""
-        return f"{self._host}:{self._port}"
+        """host:port (and the proxy's), for messages: a URL may carry credentials, this never
+        does."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        via = f" via {self._proxy.endpoint}" if self._proxy is not None else ""
+        return f"{host}:{self._port}{via}"
 
     def _request_head(self, target: str) -> str:
-        return f"POST {target} HTTP/1.1\r\nHost: {self._authority}\r\n"
+        host = f"Host: {self._authority}\r\n"
+        if self._proxy is None or self._ssl is not None:
+            return f"POST {target} HTTP/1.1\r\n{host}"
+        # Plain http through the proxy: the absolute URL tells it where to forward the request.
+        auth = self._proxy.authorization
+        return (f"POST http://{self._authority}{target} HTTP/1.1\r\n{host}"
+                + (f"Proxy-Authorization: {auth}\r\n" if auth else ""))
 
     def target_on_origin(self, url: str) -> str | None:
         """The request target (path and query) of `url` if it has this client's scheme, host and
@@ -168,12 +184,36 @@ class HttpClient:
             raise ProtocolError(f"bad answer from {self.endpoint}: {exc}") from None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        proxy = self._proxy
+        host, port = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
         try:
             self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl, limit=MAX_HEAD)
+                host, port, ssl=self._ssl if proxy is None else None, limit=MAX_HEAD)
         except OSError as exc:  # ssl.SSLError included: a failed handshake
-            raise ConnectError(f"cannot connect to {self.endpoint}: {exc}") from None
+            where = self.endpoint if proxy is None else f"{proxy.endpoint} for {self.endpoint}"
+            raise ConnectError(f"cannot connect to {where}: {exc}") from None
+        if proxy is not None and self._ssl is not None:
+            await self._tunnel(proxy, self._ssl, self._reader, self._writer)
         return self._reader, self._writer
+
+    async def _tunnel(self, proxy: Proxy, context: SSLContext, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """CONNECT through the proxy, then TLS inside the tunnel with Loki's host: its name for
+        SNI and for the certificate check, never the proxy's."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        authority = f"{host}:{self._port}"
+        try:
+            writer.write(connect_request(authority, proxy))
+            await writer.drain()
+            _, status, _ = parse_head(await reader.readuntil(b"\r\n\r\n"))
+            if 200 <= status < 300:
+                await writer.start_tls(context, server_hostname=self._host)
+                return
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:  # ssl errors included: a failed handshake with Loki
+            raise ConnectError(f"cannot connect to {authority} through {proxy.endpoint}: "
+                               f"{str(exc) or repr(exc)}") from None
+        raise ConnectError(connect_refused(status, proxy, authority))
 
     async def _response(self, reader: asyncio.StreamReader, head: bytes) -> HttpResponse:
         """Raises ValueError or LimitOverrunError for a malformed answer, IncompleteReadError

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 from shipper import __version__
-from shipper.config import LokiConfig
+from shipper.config import ConfigError, LokiConfig
 from shipper.loki.answers import (
     MAX_REDIRECTS,
     Kind,
@@ -36,6 +36,7 @@ from shipper.loki.answers import (
 )
 from shipper.loki.encode import compress, encode_push_request
 from shipper.loki.http import HttpClient, HttpResponse, TransportError, build_ssl_context
+from shipper.loki.proxy import select_proxy
 from shipper.metrics import Metrics
 from shipper.model import Entry
 
@@ -84,7 +85,8 @@ class LokiPusher:
     def __init__(self, config: LokiConfig, metrics: Metrics, *,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 env: Mapping[str, str] | None = None) -> None:
         self._config = config
         self._metrics = metrics
         self._sleep = sleep
@@ -94,7 +96,15 @@ class LokiPusher:
         tls = config.tls
         if config.url.startswith("https:") or tls.ca_file or tls.cert_file:
             context = build_ssl_context(tls)
-        self._client = HttpClient(config.url, timeout=config.timeout, ssl=context)
+        try:  # once: the environment is not read again per request
+            proxy = select_proxy(config.url, config.proxy_url, os.environ if env is None else env)
+        except ValueError as exc:
+            raise ConfigError("loki.proxy_url", str(exc)) from None
+        self._client = HttpClient(config.url, timeout=config.timeout, ssl=context, proxy=proxy)
+        # A proxy's own answers (407...) may echo its credentials: masked like Loki's echoes.
+        self._proxy_secrets: tuple[str, ...] = ()
+        if proxy is not None:
+            self._proxy_secrets = (proxy.authorization.removeprefix("Basic "), proxy.password)
         self._headers = {"Content-Type": "application/x-protobuf",
                          "User-Agent": f"shipper/{__version__}"}
         if config.tenant_id:
@@ -128,7 +138,7 @@ class LokiPusher:
         """Loki's whole message (counts of ignored lines may end it), with any echo of our
         credentials masked. Cut to MESSAGE_LIMIT only where it is logged."""
         message = body.decode("utf-8", "replace")
-        for secret in self._secrets:
+        for secret in (*self._secrets, *self._proxy_secrets):
             if secret:
                 message = message.replace(secret, "<redacted>")
         return message
