@@ -321,9 +321,10 @@ def test_no_proxy_and_direct_skip_a_proxy_from_the_environment() -> None:
 
         client = HttpClient(receiver.url, timeout=5, ssl=None,
                             proxy=select_proxy(receiver.url, "", {"HTTP_PROXY": dead}))
-        with pytest.raises(ConnectError, match=f"cannot connect to proxy {dead[7:]} \\(from "
-                           f"HTTP_PROXY\\) for 127.0.0.1:{receiver.port}"):
+        with pytest.raises(ConnectError) as info:
             asyncio.run(client.post(b"x", {}))
+        assert str(info.value).startswith(f"cannot connect to proxy {dead[7:]} (from HTTP_PROXY) "
+                                          f"for 127.0.0.1:{receiver.port}: ")
 
 
 def test_the_agent_pushes_through_loki_proxy_url(tmp_path: Path) -> None:

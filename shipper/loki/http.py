@@ -91,8 +91,9 @@ class HttpClient:
             self._ssl = ssl or build_ssl_context(TLSConfig())
         self._scheme = parts.scheme
         host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_port = f"{host}:{self._port}"  # CONNECT's target, and for messages
         default_port = self._port == (443 if self._ssl else 80)
-        self._authority = host if default_port else f"{host}:{self._port}"
+        self._authority = host if default_port else self._host_port
         self._proxy = proxy
         self._head = self._request_head(_target(parts.path, parts.query))
         self._timeout = timeout
@@ -104,9 +105,8 @@ class HttpClient:
     def endpoint(self) -> str:
         """host:port (and the proxy's), for messages: a URL may carry credentials, this never
         does."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
         via = f" via {self._proxy.endpoint}" if self._proxy is not None else ""
-        return f"{host}:{self._port}{via}"
+        return f"{self._host_port}{via}"
 
     def _request_head(self, target: str) -> str:
         host = f"Host: {self._authority}\r\n"
@@ -190,7 +190,7 @@ class HttpClient:
             self._reader, self._writer = await asyncio.open_connection(
                 host, port, ssl=self._ssl if proxy is None else None, limit=MAX_HEAD)
         except OSError as exc:  # ssl.SSLError included: a failed handshake
-            where = self.endpoint if proxy is None else f"{proxy.endpoint} for {self.endpoint}"
+            where = self.endpoint if proxy is None else f"{proxy.endpoint} for {self._host_port}"
             raise ConnectError(f"cannot connect to {where}: {exc}") from None
         if proxy is not None and self._ssl is not None:
             await self._tunnel(proxy, self._ssl, self._reader, self._writer)
@@ -200,8 +200,7 @@ class HttpClient:
                       writer: asyncio.StreamWriter) -> None:
         """CONNECT through the proxy, then TLS inside the tunnel with Loki's host: its name for
         SNI and for the certificate check, never the proxy's."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        authority = f"{host}:{self._port}"
+        authority = self._host_port
         try:
             writer.write(connect_request(authority, proxy))
             await writer.drain()
