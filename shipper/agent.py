@@ -36,6 +36,9 @@ class Pusher(Protocol):
 
     failing_since: float | None
 
+    @property
+    def misconfigured(self) -> str | None: ...
+
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> object: ...
 
@@ -92,6 +95,8 @@ class Agent:
             return False, "starting"
         if self.positions.write_error:
             return False, f"positions not writable: {self.positions.write_error}"
+        if (misconfigured := self.pusher.misconfigured) is not None:
+            return False, misconfigured  # at once: waiting would not fix a config
         since = self.pusher.failing_since
         window = self.config.server.ready_push_failure_window
         if since is not None and time.monotonic() - since > window:
