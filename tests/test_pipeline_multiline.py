@@ -421,3 +421,58 @@ def test_max_wait_between_events(preset: str, data: st.DataObject) -> None:
     bounds = list(itertools.accumulate(e.count("\n") + 1 for e in entries))[:-1]
     cuts = sorted(data.draw(st.sets(st.sampled_from(bounds))))
     replay(preset, entries, cuts, wait=True)
+
+
+def test_a_blank_line_ends_a_java_trace_at_once() -> None:
+    """Spring Boot and java.util.logging end a trace with a blank line: nothing waits."""
+    entry = recorded("java_spring_boot.log")
+    read = Reader(stage(preset="java"))
+    assert read.run(*entry.split("\n")) == [entry]
+    assert read.stage.held is None
+
+
+NEXT = "2024-05-14 09:12:50.000 INFO next"
+OTHER_SHAPES = [
+    ("java", ["org.springframework.web.client.HttpClientErrorException$NotFound: 404 Not Found",
+              "\tat org.springframework.web.client.RestTemplate.get(RestTemplate.java:9)"]),
+    ("java", ['Exception in thread "main" java.lang.StackOverflowError', "\tat a.B.c(B.java:1)"]),
+    ("java", ["kotlin.KotlinNullPointerException", "\tat com.example.AppKt.main(App.kt:3)"]),
+    ("java", ["ERROR [main] c.e.Svc - failed", "java.lang.Error", "\tat a.B.c(B.java:1)",
+              "Wrapped by: java.lang.RuntimeException: outer", "\tat a.B.d(B.java:2)"]),  # %rEx
+    ("python", ["ERROR:root:request failed", "Traceback (most recent call last):",
+                '  File "/app/main.py", line 3, in <module>', "    main()", "KeyboardInterrupt"]),
+    ("go", ["panic: boom", "", "goroutine 1 [running, locked to thread]:", "main.main()",
+            "\t/src/main.go:5 +0x25", "...additional frames elided..."]),
+    ("go", ["runtime: goroutine stack exceeds 1000000000-byte limit",
+            "runtime: sp=0xc020160398 stack=[0xc020160000, 0xc040160000]",
+            "fatal error: stack overflow", "", "runtime stack:", "runtime.throw({0x4a3bfc?, 0x0?})",
+            "\t/usr/local/go/src/runtime/panic.go:1077 +0x5c fp=0x7ffd5e1c sp=0x7ffd5e0c pc=0x4",
+            "", "goroutine 1 [running]:", "main.f(...)", "\t/src/main.go:4 +0x2c"]),
+    ("ruby", ["app.rb:1:in '<main>': unhandled exception", "\tfrom app.rb:3:in 'Kernel#load'"]),
+    ("dotnet", ["Unhandled Exception: System.Data.SqlClient.SqlException (0x80131904): Timeout",
+                "   at System.Data.SqlClient.SqlConnection.OnError(SqlException exception)",
+                "--- End of stack trace from previous location where exception was thrown ---",
+                "   at Shop.Db.Open()"]),  # .NET Framework
+    ("dotnet", ["System.InvalidOperationException: Sequence contains no elements",  # WriteLine(e)
+                "   at System.Linq.ThrowHelper.ThrowNoElementsException()"]),
+]
+
+
+@pytest.mark.parametrize(("preset", "lines"), OTHER_SHAPES)
+def test_other_shapes_of_traces(preset: str, lines: list[str]) -> None:
+    assert Reader(stage(preset=preset)).run(*lines, NEXT) == ["\n".join(lines), NEXT]
+
+
+NOT_TRACES = [
+    ("java", ["ERROR [main] c.e.Svc - failed", "  retrying in 5s", "com.example.Config: loaded"]),
+    ("python", ["Error: file not found", "  File list follows", "CRITICAL: disk full", ""]),
+    ("go", ["panicked: no", "goroutine 1 [running]:", "main.main()"]),
+    ("ruby", ["Started (Rack)", "Completed 200 OK in 3ms (Views: 1.2ms)"]),
+    ("dotnet", ["[09:12:44 ERR] Order 42 failed", "Exceptions: 0", "at noon"]),
+]
+
+
+@pytest.mark.parametrize(("preset", "lines"), NOT_TRACES)
+def test_lines_that_only_look_like_traces_stay_alone(preset: str, lines: list[str]) -> None:
+    read = Reader(stage(preset=preset))
+    assert read.run(*lines, NEXT) + read.flush(force=True) == [*lines, NEXT]

@@ -7,7 +7,8 @@ state's rows (it may start the next group). A state with no rows of its own ends
 as soon as a line takes the group there.
 
 A blank line right after a trace belongs to it: java.util.logging, Spring Boot (`%wEx`) and
-`print(traceback.format_exc())` write one, and chained sections follow one.
+`print(traceback.format_exc())` write one, and chained sections (Python's causes, Go's
+goroutines, .NET's aggregated exceptions) come after one.
 
 Tests are tried in order, so each state lists its cheap, common test first (a `startswith`,
 the first character) and a regex only where nothing cheaper decides.
@@ -60,7 +61,7 @@ def blank(line: str) -> bool:
 
 
 def regex(pattern: str) -> Test:
-    return re.compile(pattern).match  # anchored at the start: presets never scan a line
+    return re.compile(pattern).match  # anchored: a line that does not fit fails early
 
 
 # The line a logger writes before the trace it logs (`log.error("request failed", e)`,
@@ -79,8 +80,9 @@ def level_line(line: str) -> bool:
 # -- Java (and Kotlin, Scala: any JVM printStackTrace) --------------------------------------------
 
 # `java.lang.IllegalStateException: boom`, `Exception in thread "main" java.lang.Error`: a
-# dotted class name ending in Exception, Error or Throwable, then `:` or the end of the line.
-_JAVA_CLASS = r"(?:[a-zA-Z_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)(?::|$)"
+# dotted class name ending in Exception, Error or Throwable (or a class nested in one, as
+# Spring's `HttpClientErrorException$NotFound`), then `:` or the end of the line.
+_JAVA_CLASS = r"(?:[a-zA-Z_$][\w$]*\.)+[\w$]*(?:Exception|Error|Throwable)(?:\$[\w$]+)?(?::|$)"
 
 JAVA: Rows = (
     ("start", regex(r'(?:Exception in thread "[^"]*" )?' + _JAVA_CLASS), "trace"),
