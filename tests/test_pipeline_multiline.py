@@ -150,6 +150,35 @@ def test_a_line_longer_than_max_bytes_goes_alone_and_at_once() -> None:
     assert read.flush(force=True) == ["a\nb"]
 
 
+MODES = st.sampled_from([{"first_line": "^S"}, {"continuation": "^ "}, {"last_line": ";$"}])
+
+
+@settings(max_examples=300, deadline=None)
+@given(mode=MODES, max_lines=st.integers(1, 5), max_bytes=st.integers(2, 24),
+       overflow=st.sampled_from(["split", "truncate"]),
+       lines=st.lists(st.sampled_from(["S1", "S2", " a", " bé", "x;", " y;", "", "  "])),
+       data=st.data())
+def test_any_split_into_reads_gives_the_same_entries(
+        mode: dict[str, str], max_lines: int, max_bytes: int, overflow: str,
+        lines: list[str], data: st.DataObject) -> None:
+    """Whatever the reads, the same entries and drops; after each read, the first line
+    neither shipped nor dropped is the one whose ticket is held."""
+    options = {**mode, "max_lines": max_lines, "max_bytes": max_bytes, "overflow": overflow}
+    whole = Reader(stage(**options))
+    expected = whole.run(*lines) + whole.flush(force=True)
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(lines) - 1)))) if len(lines) > 1 else []
+    split = Reader(stage(**options))
+    got: list[str] = []
+    tickets: list[Ticket] = []
+    for start, end in itertools.pairwise([0, *cuts, len(lines)]):
+        got += split.run(*lines[start:end])
+        tickets += [split.tickets[-1]] * (end - start)
+        done = sum(line.count("\n") + 1 for line in got) + sum(split.env.dropped.values())
+        assert split.stage.held is (tickets[done] if done < end else None)
+    assert got + split.flush(force=True) == expected
+    assert split.env.dropped == whole.env.dropped
+
+
 # -- max_wait, held, flush -------------------------------------------------------------------
 
 def test_max_wait_counts_from_the_last_line_of_the_group() -> None:
