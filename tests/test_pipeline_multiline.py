@@ -28,9 +28,9 @@ INFO = StreamInfo(Stream('{app="shop"}', (("app", "shop"),)), "stdout")
 
 def config(**options: object) -> MultilineConfig:
     """Read as the agent reads `- multiline: {...}`, durations and sizes included."""
-    options_ = read_stage("pipeline[0].stages[0]", {"multiline": options}).options
-    assert isinstance(options_, MultilineConfig)
-    return options_
+    read = read_stage("pipeline[0].stages[0]", {"multiline": options}).options
+    assert isinstance(read, MultilineConfig)
+    return read
 
 
 def stage(**options: object) -> GroupStage:
@@ -59,7 +59,7 @@ class Reader:
 
 def test_first_line_closes_the_open_group_and_starts_the_next() -> None:
     read = Reader(stage(first_line=r"^\d{4}-"))
-    # A line before any first line starts a group of its own, as Promtail's firstline does.
+    # A line before any first line starts a group all the same: the lines after it join it.
     assert read.run("orphan", "  more of it", "2024-05-14 a", "  x", "  y", "2024-05-14 b",
                     "  z") == ["orphan\n  more of it", "2024-05-14 a\n  x\n  y"]
     assert read.stage.held is read.tickets[0]
@@ -212,8 +212,8 @@ def test_held_is_the_ticket_of_the_open_groups_first_line() -> None:
     read = Reader(stage(first_line="^S"))
     assert read.run("a") == []
     assert read.stage.held is read.tickets[0]
-    assert read.run("b", "S") == ["a\nb"]  # a's group ships under a's ticket...
-    assert read.stage.held is read.tickets[1]  # ...and S, read second, pins the second read
+    assert read.run("b", "S") == ["a\nb"]
+    assert read.stage.held is read.tickets[1]  # S, read second, pins the second read
     assert read.run(" 1") == []
     assert read.stage.held is read.tickets[1]
     assert read.flush(force=True) == ["S\n 1"]
@@ -337,6 +337,10 @@ def java_log() -> tuple[str, ...]:
         recorded("java_uncaught_worker.log"),
         recorded("java_uncaught_main.log"),  # right after the first, as the JVM printed it
         "Picked up JAVA_TOOL_OPTIONS: -XX:MaxRAMPercentage=75",
+        "[main] INFO com.example.shop.Api - listening on :8080",
+        recorded("java_slf4j.log"),
+        "[main] WARN com.example.shop.Api - retrying order 5 in 5s",  # no trace follows
+        "[main] INFO com.example.shop.Api - order 5 placed",
     )
 
 
