@@ -51,7 +51,8 @@ class FileProcess:
         self._metrics = metrics
         self._clock = clock
         self._stages: FilePipeline | None = None
-        self.delay = 0.0  # seconds the reader should wait (rate_limit hold); it resets it
+        self.delay = 0.0  # seconds the reader must wait (rate_limit hold), then call resume()
+        self._waiting: list[Output] = []  # placements held back until then, in file order
 
     def retarget(self, streams: FileStreams) -> None:
         """The file's metadata changed: its streams' stages may too. Stages that change give
@@ -79,11 +80,22 @@ class FileProcess:
         before = stages.held()
         output = stages.run(entries, ticket, env)
         self._hand_on(before, stages.held(), output, env, reservation)
-        self.delay = max(self.delay, env.delay)
+
+    def resume(self) -> None:
+        """The reader waited out `delay`: what a rate limit held back goes on."""
+        self.delay = 0.0
+        waiting, self._waiting = self._waiting, []
+        for output in waiting:
+            for ticket, entries in output.placements:
+                self._sink.place(ticket, entries, _overhead(entries), _shared_key(entries),
+                                 None)
+                self._sink.release(ticket)
 
     def flush(self, *, force: bool) -> None:
         """Hand on what stages kept back and is now due (everything if `force`: the file is
         finished, or the agent stops)."""
+        if force:
+            self.resume()
         stages = self._stages
         if stages is None or (not force and (stages.deadline or float("inf")) > self._clock()):
             return
@@ -104,8 +116,15 @@ class FileProcess:
         sink = self._sink
         for ticket in _not_in(after, before):
             sink.hold(ticket)
-        for ticket, entries in output.placements:
-            if entries:
+        if env.delay or self._waiting:
+            # A rate limit (hold) asks the reader to wait: these records wait with it, holding
+            # their reads uncommitted, so the stream never runs ahead of its rate.
+            for ticket, _ in output.placements:
+                sink.hold(ticket)
+            self._waiting.append(output)
+            self.delay = max(self.delay, env.delay)
+        else:
+            for ticket, entries in output.placements:
                 sink.place(ticket, entries, _overhead(entries), _shared_key(entries),
                            reservation)
         for ticket in _not_in(before, after):

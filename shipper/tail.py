@@ -340,9 +340,9 @@ class Tailer:
                     more = self._read_chunk(f, reservation)
             finally:
                 sink.unreserve(reservation)
-            delay, f.process.delay = f.process.delay, 0.0
-            if delay:  # a rate_limit stage holds this file back: its lines wait on disk
-                await asyncio.sleep(delay)
+            if f.process.delay:  # a rate_limit stage holds this file back: the rest waits
+                await asyncio.sleep(f.process.delay)  # on disk, the lines read in memory
+                f.process.resume()
             if not more:
                 return
             await asyncio.sleep(0)  # let the other tailers and the pusher run

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import TextIO
 
-from shipper.loki.pusher import Outcome, PushResult
+from shipper.loki.answers import Outcome, PushResult
 from shipper.model import Entry
 
 
