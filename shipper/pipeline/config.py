@@ -61,7 +61,7 @@ class TimestampConfig:
 
 @dataclass(frozen=True, slots=True)
 class JsonConfig:
-    fields: StrMap = ()  # field name: dotted path; empty: every top-level key
+    fields: StrMap = ()  # field name: dotted path; empty: every leaf, under its dotted path
     source: str = ""  # a field to parse instead of the line
     timestamp: TimestampConfig = field(default_factory=TimestampConfig)
     line: str = ""  # path whose value becomes the line
