@@ -94,7 +94,7 @@ class LevelConfig:
 class ReplaceConfig:
     regex: str = ""
     preset: str = ""  # email, card, bearer, jwt
-    replacement: str = "<redacted>"  # \1 and \g<name> refer to groups
+    replacement: str = "<redacted>"  # \1 and \g<name> refer to groups; with a preset: literal
     field: str = ""  # rewrite this field instead of the line
 
 
@@ -145,7 +145,7 @@ class FieldListConfig:
 
 @dataclass(frozen=True, slots=True)
 class FlattenConfig:
-    field: str = ""  # fields named "<field>.x" become "x"
+    field: str = ""  # fields "<field>.x" move up a level: "x" (for a.b, "a.b.x" -> "a.x")
 
 
 StageOptions = (MultilineConfig | JsonConfig | LogfmtConfig | RegexConfig | TimestampConfig
