@@ -71,10 +71,12 @@ def test_email_preset(line: str, redacted: str | None) -> None:
     ("paid 4111 1111 1111 1111 ok", "paid <redacted> ok"),  # Visa, spaced
     ("card=5500-0000-0000-0004;", "card=<redacted>;"),  # Mastercard, dashed
     ("amex 378282246310005.", "amex <redacted>."),  # 15 digits
+    ("visa13:4222222222222", "visa13:<redacted>"),  # the shortest
     ("diners 3056 930902 5904", "diners <redacted>"),  # 4-6-4
     ("19 digits 6011000990139424124 end", "19 digits <redacted> end"),
     ("qty 1 4111 1111 1111 1111", "qty <redacted>"),  # beside another group: the run goes
     ("exp 4111-1111-1111-1111-2025", "exp <redacted>"),
+    ("ref 12  4111 1111 1111 1111 -", "ref 12  <redacted> -"),  # two spaces part runs
     ("order 4111111111111112 shipped", None),  # 16 digits that fail the Luhn check
     ("at 20240501123456789 took 1234567 ms", None),  # a timestamp, 17 digits: fails Luhn
     ("trace 41111111111111111111111 id", None),  # 23 digits with no groups: an id
