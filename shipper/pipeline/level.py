@@ -76,12 +76,12 @@ _WORD_AT_START: Final = re.compile(_WORDS)
 _WORD_AFTER: Final = re.compile(r'[ \t\n\[({"=]' + _WORDS)
 
 
-def level_name(value: str) -> str | None:
+def _level_name(value: str) -> str | None:
     """The level a name stands for (any case), or None."""
     return _NAMES.get(value.lower())
 
 
-def severity_number(value: str) -> str | None:
+def _severity_number(value: str) -> str | None:
     """The level of an OpenTelemetry SeverityNumber, or None outside 1-24. Loki reads anything
     that is not an integer as info."""
     try:
@@ -97,10 +97,10 @@ def detect_level(fields: dict[str, str] | None, line: str) -> str:
         if not _FIELD_SET.isdisjoint(fields):
             for name in _FIELD_ORDER:
                 value = fields.get(name)
-                if value is not None and (level := level_name(value)):
+                if value is not None and (level := _level_name(value)):
                     return level
         number = fields.get(_SEVERITY_NUMBER)
-        if number is not None and (level := severity_number(number)):
+        if number is not None and (level := _severity_number(number)):
             return level
     return _from_line(line)
 
@@ -117,7 +117,7 @@ def _from_line(line: str) -> str:
         value = _logfmt_value(line)  # every word of a plain line as a bare key costs 10 us
     else:
         value = None
-    return (value is not None and level_name(value)) or _scan(low)
+    return (value is not None and _level_name(value)) or _scan(low)
 
 
 def _json_value(line: str) -> str | None:
@@ -175,7 +175,7 @@ class LevelSpec:
         if self._field:
             value = record.field(self._field)
             if value is not None:
-                level = (self._mapping.get(value.lower()) or level_name(value)
-                         or (severity_number(value) if value.isdecimal() else None))
+                level = (self._mapping.get(value.lower()) or _level_name(value)
+                         or (_severity_number(value) if value.isdecimal() else None))
         record.set_field(DETECTED_LEVEL, level or detect_level(record.fields, record.line))
         return True
