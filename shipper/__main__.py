@@ -64,11 +64,11 @@ def _demo() -> int:
     import tempfile
 
     from shipper.config import load_config
-    from shipper.examples import install_examples
+    from shipper.examples import DEMO_CONFIG, install_examples
 
     with tempfile.TemporaryDirectory(prefix="shipper-demo-") as root:
         pattern = install_examples(root)
-        base = load_config(None)
+        base = load_config(DEMO_CONFIG)
         config = dataclasses.replace(
             base,
             inputs=dataclasses.replace(base.inputs, paths=(pattern,)),

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tests.support.agent import make_config, running, until
+from tests.support.fake_kube import FakeKube, make_pod
 from tests.support.faults import line_ends, saved_positions
 from tests.support.kubelet import PodLog
 from tests.support.loki_receiver import LokiReceiver
@@ -76,3 +77,31 @@ def test_two_tenants_arrive_as_two_requests_each_with_its_own_header(tmp_path: P
     assert {e.tenant for e in entries if e.line.startswith("shop")} == {"shop"}
     assert {e.tenant for e in entries if e.line.startswith("ops")} == {"ops"}
     assert sorted(h["X-Scope-OrgID"] for h in headers) == ["ops", "shop"]  # one batch, split
+
+
+def test_an_annotated_pod_gets_its_parser_within_one_watch_event(tmp_path: Path) -> None:
+    pod = PodLog(tmp_path, "shop", "api-0", "api")
+    manifest = make_pod("api-0", "shop", "node-a", uid=pod.uid, containers=("api",))
+    with FakeKube() as kube, LokiReceiver() as receiver:
+        kube.add_pod(manifest)
+        config = make_config(tmp_path, receiver.url, kubernetes={
+            "enabled": "true", "node_name": "node-a",
+            "kubeconfig": kube.kubeconfig(tmp_path / "kubeconfig")})
+
+        async def scenario() -> None:
+            async with running(config) as agent:
+                await until(lambda: agent.watcher is not None and agent.watcher.synced)
+                pod.line('{"level":"warn","msg":"before","order":1}')
+                await until(lambda: len(receiver.entries) >= 1)
+                version = agent.pods.version if agent.pods else 0
+                manifest["metadata"]["annotations"]["shipper.io/parser"] = "json"
+                kube.modify_pod(manifest)  # one watch event
+                await until(lambda: agent.pods is not None and agent.pods.version > version)
+                pod.line('{"level":"warn","msg":"after","order":2}')
+                await until(lambda: len(receiver.entries) >= 2)
+
+        asyncio.run(scenario())
+        before, after = sorted(receiver.entries, key=lambda e: e.timestamp_ns)
+    assert "order" not in before.metadata
+    assert {k: after.metadata[k] for k in ("level", "msg", "order")} == {
+        "level": "warn", "msg": "after", "order": "2"}

@@ -12,7 +12,7 @@ from typing import Literal
 
 from shipper.schema import Bytes, ConfigError, Seconds, StrMap, build
 
-LEVELS = ("critical", "error", "warn", "info", "debug", "trace", "unknown")  # Loki's values
+LEVELS = ("fatal", "critical", "error", "warn", "info", "debug", "trace", "unknown")  # Loki's
 MULTILINE_PRESETS = ("java", "python", "go", "ruby", "dotnet")
 REDACTION_PRESETS = ("email", "card", "bearer", "jwt")
 TIMESTAMP_FORMATS = ("rfc3339", "unix", "unix_ms", "unix_us", "unix_ns")  # or a strftime %-pattern
