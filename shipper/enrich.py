@@ -70,8 +70,7 @@ class Enricher:
         pod = self._lookup(meta)
         values = self._values(meta, pod, path)
         stdout, stderr = (self._stream(values, name) for name in ("stdout", "stderr"))
-        excluded = pod is not None and (
-            pod.excluded or (meta is not None and meta.container in pod.excluded_containers))
+        excluded = pod is not None and meta is not None and pod.excludes(meta.container)
         return FileStreams(stdout, stderr, excluded, pod is not None, self.version,
                            MappingProxyType(values), pod.labels if pod else _EMPTY,
                            pod.annotations if pod else _EMPTY)
@@ -83,8 +82,7 @@ class Enricher:
     def _lookup(self, meta: PathMeta | None) -> PodMeta | None:
         if self._pods is None or meta is None:
             return None
-        pod = self._pods.get_by_uid(meta.pod_uid) if meta.pod_uid else None
-        return pod or self._pods.get(meta.namespace, meta.pod)
+        return self._pods.get_for_log(meta)
 
     def _values(self, meta: PathMeta | None, pod: PodMeta | None, path: str) -> dict[str, str]:
         if meta is None:  # not a kubelet file: the path is all we know, as Promtail does

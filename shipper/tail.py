@@ -15,7 +15,7 @@ from prometheus_client import Gauge
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.frame import ENVELOPE, LineFramer, Lines
-from shipper.kube.pod_path import PathMeta, parse_log_path
+from shipper.kube.pod_path import PathMeta, link_chain, parse_log_path
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
@@ -104,7 +104,7 @@ class Tailer:
         self.path = path
         self.realpath = os.path.realpath(path)
         self._ctx = ctx
-        self._meta: PathMeta | None = parse_log_path(path, self.realpath)
+        self._meta: PathMeta | None = parse_log_path(*link_chain(path), self.realpath)
         self._streams: FileStreams | None = None
         self._files: list[_OpenFile] = []  # rotated ones first, the current one last
         self._wake = asyncio.Event()

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from shipper.kube.pod_path import CRONJOB_SUFFIX, SAFE_ALPHABET
+from shipper.kube.pod_path import CRONJOB_SUFFIX, SAFE_ALPHABET, PathMeta
 
 EXCLUDE = "shipper.io/exclude"
 EXCLUDE_CONTAINERS = "shipper.io/exclude-containers"
+# kubelet names a static pod's log directory by its config hash, which the pod's mirror in the
+# API carries here: the mirror's own uid is another one.
+MIRROR = "kubernetes.io/config.mirror"
 # kubectl apply stores the whole manifest here: kilobytes per pod that no log label wants.
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 # The Deployment controller names a ReplicaSet <deployment>-<pod-template-hash>.
@@ -37,6 +40,10 @@ class PodMeta:
     annotations: Mapping[str, str]
     excluded: bool  # annotation shipper.io/exclude: "true"
     excluded_containers: frozenset[str]  # annotation shipper.io/exclude-containers: "a,b"
+
+    def excludes(self, container: str) -> bool:
+        """Whether the container's lines are opted out, the whole pod or just it."""
+        return self.excluded or container in self.excluded_containers
 
 
 def _strings(raw: object, drop: frozenset[str] = frozenset()) -> Mapping[str, str]:
@@ -120,6 +127,19 @@ class PodCache:
 
     def get_by_uid(self, uid: str) -> PodMeta | None:
         return self._by_uid.get(uid)
+
+    def get_for_log(self, meta: PathMeta) -> PodMeta | None:
+        """The pod whose container writes the log file `meta` was read from: by the uid in its
+        path when it has one, so that a pod deleted and recreated under the same name (a
+        StatefulSet's) never lends its metadata to the other one's files."""
+        if not meta.pod_uid:
+            return self.get(meta.namespace, meta.pod)
+        pod = self._by_uid.get(meta.pod_uid)
+        if pod is None:  # a static pod's directory is named by its mirror's config hash
+            named = self.get(meta.namespace, meta.pod)
+            if named is not None and named.annotations.get(MIRROR) == meta.pod_uid:
+                return named
+        return pod
 
     def __len__(self) -> int:
         return len(self._by_uid)
