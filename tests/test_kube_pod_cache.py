@@ -103,6 +103,17 @@ def test_modified_bumps_the_version_only_when_the_metadata_changed() -> None:
     assert meta is not None and meta.app == "b"
 
 
+def test_listeners_hear_each_change_and_each_full_list() -> None:
+    cache = PodCache()
+    heard: list[tuple[int, bool]] = []
+    cache.subscribe(lambda: heard.append((cache.version, cache.listed)))
+    cache.replace([])  # an empty node: nothing changed, but the list is in
+    pod = make_pod("p", uid="u-1")
+    cache.apply("ADDED", pod)
+    cache.apply("MODIFIED", pod)  # the same metadata: nothing a lookup could see
+    assert heard == [(0, True), (1, True)]
+
+
 def test_a_deleted_pod_is_kept_for_the_ttl() -> None:
     clock = Clock()
     cache = PodCache(deleted_ttl=60.0, clock=clock)

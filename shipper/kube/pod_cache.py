@@ -116,8 +116,10 @@ class PodCache:
     def __init__(self, deleted_ttl: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.version = 0  # bumped whenever a lookup could answer differently
+        self.listed = False  # a full list is in: every pod of the node was known at that point
         self._ttl = deleted_ttl
         self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
         self._by_uid: dict[str, PodMeta] = {}
         self._by_name: dict[tuple[str, str], PodMeta] = {}
         self._deleted_at: dict[str, float] = {}  # uid -> clock() at deletion
@@ -144,6 +146,11 @@ class PodCache:
     def __len__(self) -> int:
         return len(self._by_uid)
 
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each change a lookup could see, and after each full list:
+        whoever waits for a pod is woken by its arrival, not by polling."""
+        self._listeners.append(listener)
+
     def apply(self, event_type: str, pod: Mapping[str, Any]) -> None:
         """Apply one watch event: ADDED, MODIFIED or DELETED with the pod's JSON."""
         if event_type not in ("ADDED", "MODIFIED", "DELETED"):
@@ -164,6 +171,8 @@ class PodCache:
         now = self._clock()
         for uid in self._by_uid.keys() - listed:
             self._deleted_at.setdefault(uid, now)
+        self.listed = True
+        self._notify()
 
     def expire(self) -> None:
         """Forget pods deleted more than `deleted_ttl` seconds ago."""
@@ -177,7 +186,7 @@ class PodCache:
             # A StatefulSet pod comes back under the same name: keep the new one.
             if self._by_name.get(key) is meta:
                 del self._by_name[key]
-            self.version += 1
+            self._changed()
 
     def _store(self, meta: PodMeta, deleted_at: float | None) -> None:
         if deleted_at is None:
@@ -189,4 +198,12 @@ class PodCache:
             return  # most MODIFIED events are status changes that leave PodMeta as it was
         self._by_uid[meta.uid] = meta
         self._by_name[key] = meta
+        self._changed()
+
+    def _changed(self) -> None:
         self.version += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
