@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
@@ -20,6 +21,9 @@ from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
 from shipper.sink import Reservation, Sink
+
+if TYPE_CHECKING:
+    from shipper.kube.gate import MetadataGate
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class TailContext:
     metrics: Metrics
     resume: Resume
     rotation: RotationBudget
+    gate: MetadataGate | None = None  # with the Kubernetes API: no read before the metadata
     poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
 
@@ -197,6 +202,8 @@ class Tailer:
     async def run(self, once: bool = False) -> None:
         """Read until the path is gone (or, with once, until everything is at EOF)."""
         try:
+            if self._ctx.gate is not None:
+                await self._ctx.gate.wait(self._meta)
             while not self.done:
                 self._wake.clear()  # before reading: a wake-up during the pass is not lost
                 await self._drain()
