@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from shipper.batch import Batcher, FlowControl
+from shipper.batch import Batch, Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
 from shipper.enrich import Enricher
@@ -167,8 +167,16 @@ class Agent:
         """The one push loop: each batch is settled (acknowledged or dropped for good) before
         the positions behind it may advance."""
         while (batch := await self.batcher.next_batch()) is not None:
-            await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
+            self._drop_excluded(batch)
+            if batch.entries:  # else every entry was excluded: nothing to send, settled all same
+                await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
             self.batcher.settle(batch)
+
+    def _drop_excluded(self, batch: Batch) -> None:
+        """Exclusion is never bypassed by timing: entries read before their pod opted out (or
+        before the pod was known) are not sent once it has."""
+        if self.pods is not None and (dropped := batch.drop(self.enricher.excluded)):
+            self.metrics.entries_excluded.inc(dropped)
 
     async def _save_positions(self) -> None:
         while True:

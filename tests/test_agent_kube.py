@@ -11,6 +11,7 @@ import pytest
 
 from shipper.agent import Agent
 from shipper.config import Config
+from shipper.model import FileId
 from tests.support.agent import make_config, running, until
 from tests.support.fake_kube import FakeKube, make_pod
 from tests.support.faults import get
@@ -261,3 +262,53 @@ def test_a_pod_recreated_under_its_name_keeps_each_files_metadata_apart(tmp_path
         entries = receiver.entries
     revisions = {(e.line.split()[0], e.metadata["controller_revision_hash"]) for e in entries}
     assert revisions == {("old", "db-1"), ("old-last", "db-1"), ("new", "db-2")}
+
+
+def test_an_exclusion_is_checked_again_when_lines_are_sent(tmp_path: Path) -> None:
+    """Exclusion is never bypassed by timing. Lines read before the annotation arrived, still
+    waiting for a push, are not sent; lines read while it holds are not either; once it is
+    removed, shipping resumes from there. Positions move past the skipped lines."""
+    blocker = PodLog(tmp_path, "shop", "web-0", "web")
+    chatty = PodLog(tmp_path, "shop", "chatty-0", "app")
+    chatty_pod = make_pod("chatty-0", "shop", NODE, uid=chatty.uid)
+    with FakeKube() as kube, LokiReceiver() as receiver:
+        kube.add_pod(make_pod("web-0", "shop", NODE, uid=blocker.uid, containers=("web",)))
+        kube.add_pod(chatty_pod)
+        config = kube_config(tmp_path, receiver, kube)
+
+        async def excluded(agent: Agent, value: bool) -> None:
+            annotations = {"shipper.io/exclude": "true"} if value else {}
+            kube.modify_pod({**chatty_pod, "metadata": {**chatty_pod["metadata"],
+                                                        "annotations": annotations}})
+            pods = agent.pods
+            assert pods is not None
+            await until(lambda: (meta := pods.get("shop", "chatty-0")) is not None
+                        and meta.excluded == value)
+
+        def arrived() -> list[str]:
+            return [e.line.split()[0] for e in receiver.entries]
+
+        async def scenario() -> None:
+            async with running(config) as agent:
+                await until(lambda: agent.watcher is not None and agent.watcher.synced)
+                receiver.fail(503)  # the pusher retries web-0's batch; the next one waits
+                blocker.lines("blocked", 1)
+                await until(lambda: agent.metrics.batch_retries._value.get() >= 1)
+                chatty.lines("before", 10)
+                await until(lambda: agent.metrics.read_lines._value.get() == 11)
+                await excluded(agent, True)
+                chatty.lines("during", 10)
+                await until(lambda: agent.metrics.read_lines._value.get() == 21)
+                receiver.accept()
+                await until(lambda: "blocked" in arrived())
+                await excluded(agent, False)
+                chatty.lines("after", 10)
+                await until(lambda: arrived().count("after") == 10)  # the pusher is past "before"
+                assert agent.metrics.entries_excluded._value.get() == 20
+                st = chatty.file.stat()
+                await until(lambda: agent.positions.offset(FileId(st.st_dev, st.st_ino))
+                            == st.st_size)
+
+        asyncio.run(scenario())
+        entries = receiver.entries
+    assert sorted(e.line for e in entries) == sorted(blocker.written + chatty.written[20:])
