@@ -96,7 +96,7 @@ def _derive(base: Stream, fields: tuple[tuple[str, str], ...],
         extra = {sanitize_label_name(k): v for k, v in fields}
         metadata = tuple(sorted({**dict(metadata), **extra}.items()))
     return Stream(render_labels(label_pairs) if labels else base.labels, label_pairs, metadata,
-                  base.tenant if tenant is None else tenant)
+                  base.tenant if tenant is None else tenant, base.origin)
 
 
 @dataclass(slots=True)
