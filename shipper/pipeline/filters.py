@@ -7,10 +7,10 @@ import typing
 from collections.abc import Callable
 
 from shipper.pipeline.config import Condition
+from shipper.pipeline.level import detect_level
 from shipper.pipeline.record import Env, GroupStage, Record, RecordStage, StageSpec, StreamInfo
 
 Predicate = Callable[[Record, Env], bool]
-DETECTED_LEVEL = "detected_level"  # the field the level stage writes: Loki's own name
 
 
 def compile_condition(c: Condition) -> Predicate:
@@ -31,9 +31,10 @@ def compile_condition(c: Condition) -> Predicate:
         else:
             checks.append(lambda r, env: r.fields is not None and name in r.fields)
     if c.level:
+        # The level a level stage wrote, else detected here as that stage would (without
+        # writing it): `drop: {level: [debug]}` works on its own.
         levels = frozenset(c.level)
-        checks.append(lambda r, env: r.fields is not None
-                      and r.fields.get(DETECTED_LEVEL) in levels)
+        checks.append(lambda r, env: detect_level(r.fields, r.line) in levels)
     if c.older_than:
         age_ns = int(c.older_than * 1_000_000_000)
         checks.append(lambda r, env: env.now_ns - r.ts > age_ns)
