@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import typing
 from collections.abc import Callable
 
 from shipper.pipeline.config import Condition
@@ -89,6 +88,6 @@ class WhenSpec:
 
     def build(self, info: StreamInfo) -> RecordStage | GroupStage:
         stage = self._spec.build(info)
-        if not hasattr(stage, "apply"):
+        if isinstance(stage, GroupStage):
             raise TypeError("when: on a group stage")  # the config reader refuses it
-        return _When(self._holds, typing.cast(RecordStage, stage))
+        return _When(self._holds, stage)
