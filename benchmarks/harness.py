@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
             out[f"{task.name} {name}"] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return out
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time of the process's live threads in ns (/proc/<pid>/task/*/schedstat, the
+    scheduler's own sum_exec_runtime), where /proc/<pid>/stat counts 10 ms clock ticks. A
+    thread that ended between two readings is missing from the second: for idle, not catch-up."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
 
 
 def runqueue_wait_seconds(pid: int) -> float:
@@ -69,10 +81,10 @@ def wait(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -
     return True
 
 
-def _env() -> dict[str, str]:
+def _env(repo: Path = REPO) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("SHIPPER_LOKI_URL", "KUBERNETES_SERVICE_HOST", "NODE_NAME")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(repo)
     return env
 
 
@@ -118,8 +130,10 @@ class Sink:
 
 
 def agent_config(root: Path, pattern: str, url: str, port: int,
+                 pipeline: list[dict[str, Any]] | None = None,
                  **sections: dict[str, Any]) -> Path:
-    """The default config, pointed at the workload, the sink and a local metrics port."""
+    """The default config, pointed at the workload, the sink and a local metrics port; with
+    `pipeline`, those rules (without, no `pipeline:` key: an agent older than it runs too)."""
     raw: dict[str, Any] = {
         "inputs": {"paths": [pattern]},
         "positions": {"path": str(root / "positions.json")},
@@ -129,6 +143,8 @@ def agent_config(root: Path, pattern: str, url: str, port: int,
     }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
+    if pipeline is not None:
+        raw["pipeline"] = pipeline
     path = root / "shipper.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -157,19 +173,36 @@ class CpuQuota:
             self.path.rmdir()
 
 
+@dataclass(frozen=True, slots=True)
+class AgentCommand:
+    """Which agent runs, and how: this checkout's by default; another commit's checkout with
+    its own venv to compare; under a wrapper such as valgrind, which slows start-up ~50x."""
+
+    python: str = sys.executable
+    repo: Path = REPO
+    wrapper: tuple[str, ...] = ()
+    startup_timeout: float = 30.0
+
+    def args(self, config: Path) -> list[str]:
+        return [*self.wrapper, self.python, "-m", "shipper", "run", "--config", str(config)]
+
+
+THIS_AGENT = AgentCommand()  # this checkout's agent, as the suite's own Python runs it
+
+
 class Agent:
     """`python -m shipper run --config FILE` as its own process, optionally inside a CPU quota:
     a shell joins the cgroup and then execs the agent, so even its start-up is inside it."""
 
     def __init__(self, config: Path, port: int, log: Path, quota: CpuQuota | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        args = [sys.executable, "-m", "shipper", "run", "--config", str(config)]
+                 command: AgentCommand = THIS_AGENT) -> None:
+        args = command.args(config)
         if quota is not None:
             args = ["sh", "-c", f'echo $$ > {quota.path / "cgroup.procs"} && exec "$@"', "sh",
                     *args]
         self.port = port
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(args, cwd=REPO, env={**_env(), **(extra_env or {})},
+        self.proc = subprocess.Popen(args, cwd=command.repo, env=_env(command.repo),
                                      stdout=self._log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
 
@@ -188,6 +221,9 @@ class Agent:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def cpu_ns(self) -> int:
+        return cpu_ns(self.pid)
 
     def thread_cpu(self) -> dict[str, float]:
         return thread_cpu_seconds(self.pid)
@@ -215,10 +251,10 @@ class Agent:
 
 @contextlib.contextmanager
 def running_agent(config: Path, port: int, log: Path, quota: CpuQuota | None = None,
-                  extra_env: dict[str, str] | None = None) -> Iterator[Agent]:
-    agent = Agent(config, port, log, quota, extra_env)
+                  command: AgentCommand = THIS_AGENT) -> Iterator[Agent]:
+    agent = Agent(config, port, log, quota, command)
     try:
-        agent.wait_healthy()
+        agent.wait_healthy(command.startup_timeout)
         yield agent
     finally:
         agent.stop()

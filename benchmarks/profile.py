@@ -20,8 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.harness import Sink, agent_config, free_port, running_agent
-from benchmarks.scenarios import BACKLOG_AGE_NS
-from benchmarks.workload import Workload
+from benchmarks.workload import BACKLOG_AGE_NS, Workload
 
 _LINE_NO = re.compile(r":\d+\)$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -14,13 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.instructions import METHODS, resolve
 from benchmarks.report import machine, markdown, reference_loop_s, source, verdicts
-from benchmarks.scenarios import QUICK, Sizes, catch_up, idle, latency, many_streams
+from benchmarks.scenarios import catch_up, idle, latency, many_files, some_files
+from benchmarks.sizes import QUICK, Sizes
 from benchmarks.steady import steady
+from benchmarks.streams import many_streams
+from benchmarks.typical import typical_catch_up, typical_steady
 
 SCENARIOS: dict[str, Callable[[Path, Sizes], dict[str, Any]]] = {
-    "catch_up": catch_up, "steady": steady, "idle": idle, "latency": latency,
-    "many_streams": many_streams,
+    "catch_up": catch_up, "typical_catch_up": typical_catch_up, "steady": steady,
+    "typical_steady": typical_steady, "idle": idle, "latency": latency,
+    "many_streams": many_streams, "many_files": many_files, "some_files": some_files,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -29,7 +35,8 @@ def run(names: list[str], sizes: Sizes, out: Path, workdir: Path | None,
         keep: bool) -> dict[str, Any]:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     results: dict[str, Any] = {"started": started, "machine": machine(), "source": source(),
-                               "sizes": dataclasses.asdict(sizes), "scenarios": {}}
+                               "sizes": dataclasses.asdict(sizes),
+                               "instructions": resolve(sizes.instructions), "scenarios": {}}
     scratch = Path(tempfile.mkdtemp(prefix="shipper-bench-", dir=workdir))
     try:
         for name in names:
@@ -48,6 +55,7 @@ def run(names: list[str], sizes: Sizes, out: Path, workdir: Path | None,
         if not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["machine"]["reference_loop_s_at_end"] = reference_loop_s()
     results["verdicts"] = verdicts(results)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the log files and agent logs")
     parser.add_argument("--set", action="append", default=[], metavar="SIZE=VALUE",
                         help="override a size, e.g. --set catchup_lines=200000 "
-                        "--set steady_rates=5000,10000")
+                        "--set steady_rates=5000,10000 --set instructions=none")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     for item in args.set:
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         parsed: Any = (tuple(int(v) for v in value.split(",")) if isinstance(current, tuple)
                        else type(current)(value))
         sizes = dataclasses.replace(sizes, **{name: parsed})
+    if sizes.instructions not in METHODS:
+        parser.error(f"instructions: one of {', '.join(METHODS)}")
     results = run(args.only or list(SCENARIOS), sizes, args.out, args.workdir, args.keep)
     return 0 if all(r.get("delivered") for r in results["scenarios"].values()) else 1
 

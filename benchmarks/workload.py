@@ -1,4 +1,4 @@
-"""Benchmark workload: kubelet-like log files, written up front or at a fixed rate."""
+"""Benchmark workload: kubelet-like log files, their lines and the entries Loki should receive."""
 
 from __future__ import annotations
 
@@ -10,31 +10,71 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.kubelet import PodLog
+from tests.support.traces import java_log
 
 PARTIAL_SHARE = 0.03  # of physical lines: CRI "P" lines / Docker records without "\n"
-JSON_SHARE = 0.05  # of messages
 NON_ASCII_SHARE = 0.005  # of messages: exercises the decode path the agent keeps rare
 MESSAGE_BYTES = (50, 400)
+BACKLOG_AGE_NS = 3600 * 1_000_000_000  # pre-written lines are an hour old
 POOL_SIZE = 4096  # distinct messages, reused: generating text must not cost more than tailing
 _WORDS = ("GET", "POST", "/api/v1/items", "/healthz", "user", "order", "cache", "miss", "hit",
           "status=200", "status=404", "latency_ms=12", "retrying", "connection", "reset",
           "payload", "accepted", "queue", "worker", "shard", "done", "took", "bytes=5120")
+_USERS = ("jane.doe", "j.smith", "ops-team", "li.wei")
+# One block of a Java service's log: 109 physical lines (traces of Spring Boot, Logback,
+# java.util.logging, SLF4J and the JVM, among their log lines) that the java multiline preset
+# makes 16 entries of, as tests/test_pipeline_multiline.py checks.
+_JAVA = java_log()
+TRACE_LINES = tuple(line for entry in _JAVA for line in entry.split("\n"))
+TRACE_ENTRIES = len(_JAVA)
 
 
-def message_pool(seed: int = 7) -> list[str]:
-    """Messages of 50-400 characters: ~5% JSON objects, a few with non-ASCII text."""
-    rng = random.Random(seed)
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """What the containers write. The default is the plain benchmark mix; its random draws
+    come first and in the same order whatever the mix, so the plain files stay as they were."""
+
+    json_share: float = 0.05  # of messages: whole JSON objects with a "level" key
+    json_levels: tuple[str, ...] = ("info",)  # drawn uniformly for each JSON message
+    email_share: float = 0.0  # of messages: a `user=<name>@example.com` to redact
+    drop_json_levels: frozenset[str] = frozenset()  # JSON lines the pipeline drops, by level
+    java_every: int = 0  # every n-th container is a Java service (named java*), 0: none
+    trace_every: int = 500  # a Java service writes its TRACE_LINES after every n-th line
+
+
+PLAIN = Mix()
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    text: str
+    splittable: bool  # may be written as a partial line: never a line a pipeline must parse
+    dropped: bool  # a pipeline drops the logical line it starts
+
+
+def message_pool(mix: Mix = PLAIN, seed: int = 7) -> list[Message]:
+    """Messages of 50-400 characters: JSON objects (whole: the message shortened to fit) and
+    logfmt-like text, a few with non-ASCII text."""
+    rng, extra = random.Random(seed), random.Random(seed + 1)
     pool = []
     for i in range(POOL_SIZE):
         size = rng.randint(*MESSAGE_BYTES)
         words = " ".join(rng.choice(_WORDS) for _ in range(size // 5))
         if rng.random() < NON_ASCII_SHARE:
             words = "Grüße 日本語 " + words
-        if rng.random() < JSON_SHARE:
-            text = json.dumps({"level": "info", "seq": i, "msg": words}, ensure_ascii=False)
+        is_json = rng.random() < mix.json_share
+        if extra.random() < mix.email_share:
+            words = f"user={extra.choice(_USERS)}@example.com {words}"
+        if is_json:
+            level = extra.choice(mix.json_levels)
+            text = json.dumps({"level": level, "seq": i, "msg": words}, ensure_ascii=False)
+            if len(text) > size:  # words hold no character JSON escapes: one char each
+                words = words[:max(0, len(words) - (len(text) - size))]
+                text = json.dumps({"level": level, "seq": i, "msg": words}, ensure_ascii=False)
+            pool.append(Message(text, not mix.drop_json_levels,
+                                level in mix.drop_json_levels))
         else:
-            text = f"level=info seq={i} msg={words}"
-        pool.append(text[:size] if len(text) > size else text)
+            pool.append(Message(f"level=info seq={i} msg={words}"[:size], True, False))
     return pool
 
 
@@ -55,14 +95,25 @@ class Clock:
 
 @dataclass
 class LogFile:
-    """One container's log file, its open append descriptor, and what was written to it."""
+    """One container's log file, its open append descriptor, what was written to it, and
+    where its writing stands: inside a partial line, or inside a Java block."""
 
     pod: PodLog
+    java: bool = False
     fd: int = -1
     size: int = 0
     lines: int = 0  # physical lines
-    entries: int = 0  # logical lines: what Loki should receive
+    entries: int = 0  # what Loki should receive: logical lines, a trace as one, drops not
+    dropped: int = 0  # logical lines the pipeline drops
     rotations: list[Path] = field(default_factory=list)
+    open_partial: bool = False  # the last line was a partial: its continuation comes next
+    logical: int = 0  # logical lines written (a Java block is due after every trace_every-th)
+    block: int = 0  # lines of the Java block still to write
+
+    @property
+    def at_boundary(self) -> bool:
+        """Between entries: a rotation here splits no partial line and no trace."""
+        return not self.open_partial and not self.block
 
     def open(self) -> None:
         self.fd = os.open(self.pod.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -77,20 +128,23 @@ class Workload:
     """Pod log files under `root` (kubelet's /var/log/pods and /var/log/containers layout),
     every `docker_every`-th container in Docker json-file format, the rest CRI."""
 
-    def __init__(self, root: Path, files: int, *, docker_every: int = 8, pods: int = 0,
-                 seed: int = 7) -> None:
+    def __init__(self, root: Path, files: int, *, mix: Mix = PLAIN, docker_every: int = 8,
+                 pods: int = 0, seed: int = 7) -> None:
         self.root = root
+        self.mix = mix
         self.rng = random.Random(seed)
-        self.pool = message_pool(seed)
+        self.pool = message_pool(mix, seed)
         self.clock = Clock()
         pods = pods or files
         self.files: list[LogFile] = []
         for i in range(files):
             pod, container = i % pods, i // pods
             docker = docker_every > 0 and i % docker_every == docker_every - 1
+            java = mix.java_every > 0 and i % mix.java_every == mix.java_every - 1
             self.files.append(LogFile(PodLog(
-                root, namespace=f"ns{pod % 7}", pod=pod_name(pod), container=f"c{container}",
-                uid=pod_uid(pod), docker=docker)))
+                root, namespace=f"ns{pod % 7}", pod=pod_name(pod),
+                container=f"{'java' if java else 'c'}{container}", uid=pod_uid(pod),
+                docker=docker), java=java))
         for f in self.files:
             f.open()
 
@@ -105,6 +159,10 @@ class Workload:
     @property
     def entries(self) -> int:
         return sum(f.entries for f in self.files)
+
+    @property
+    def dropped(self) -> int:
+        return sum(f.dropped for f in self.files)
 
     @property
     def total_bytes(self) -> int:
@@ -123,42 +181,53 @@ class Workload:
         for f in self.files:
             os.rename(hidden / f.pod.link.name, f.pod.link)
 
-    def render(self, f: LogFile, count: int, ts: int, step: int) -> tuple[bytes, int, int]:
-        """`count` physical lines from `ts` on, `step` ns apart: (data, lines, entries)."""
-        rng, pool, fmt, out = self.rng, self.pool, self.clock.format, []
-        entries = 0
-        docker = f.pod.docker
-        partial = False
-        for _ in range(count):
-            msg = pool[rng.randrange(POOL_SIZE)]
-            partial = rng.random() < PARTIAL_SHARE
-            stamp = fmt(ts)
-            ts += step
-            if docker:
-                out.append(json.dumps({"log": msg if partial else msg + "\n", "stream": "stdout",
-                                       "time": stamp},
-                                      ensure_ascii=False, separators=(",", ":")))
+    def line(self, f: LogFile, stamp: str) -> str:
+        """The file's next physical line (without "\\n"), counted in f.lines, f.entries and
+        f.dropped: a message, a partial line's continuation, or the next line of a Java block."""
+        f.lines += 1
+        if f.block:
+            text = TRACE_LINES[-f.block]
+            f.block -= 1
+            if not f.block:  # the block's last line: its entries are complete
+                f.entries += TRACE_ENTRIES
+            return self._format(f.pod.docker, text, False, stamp)
+        msg = self.pool[self.rng.randrange(POOL_SIZE)]
+        partial = self.rng.random() < PARTIAL_SHARE and msg.splittable
+        if not partial:
+            if msg.dropped and not f.open_partial:  # a line that starts with it: dropped
+                f.dropped += 1
             else:
-                out.append(f"{stamp} stdout {'P' if partial else 'F'} {msg}")
-            entries += not partial
-        if partial:  # never leave a logical line open at the end of a write
-            out.append(self._final(docker, fmt(ts)))
-            entries += 1
-        data = ("\n".join(out) + "\n").encode()
-        return data, len(out), entries
+                f.entries += 1
+            f.logical += 1
+            if f.java and f.logical % self.mix.trace_every == 0:
+                f.block = len(TRACE_LINES)
+        f.open_partial = partial
+        return self._format(f.pod.docker, msg.text, partial, stamp)
 
-    def _final(self, docker: bool, stamp: str) -> str:
+    def finish(self, f: LogFile, stamp: str, *, block: bool = True) -> list[str]:
+        """The lines that end what the file is in the middle of: an open partial line and (with
+        `block`) the rest of a Java block. A run's last write ends with them."""
+        out = []
+        if f.open_partial:
+            f.open_partial = False
+            f.lines += 1
+            f.entries += 1
+            f.logical += 1
+            out.append(self._format(f.pod.docker, "end of line", False, stamp))
+        while block and f.block:
+            out.append(self.line(f, stamp))
+        return out
+
+    @staticmethod
+    def _format(docker: bool, text: str, partial: bool, stamp: str) -> str:
         if docker:
-            return json.dumps({"log": "end of line\n", "stream": "stdout", "time": stamp},
-                              separators=(",", ":"))
-        return f"{stamp} stdout F end of line"
+            return json.dumps({"log": text if partial else text + "\n", "stream": "stdout",
+                               "time": stamp}, ensure_ascii=False, separators=(",", ":"))
+        return f"{stamp} stdout {'P' if partial else 'F'} {text}"
 
-    def write(self, f: LogFile, count: int, ts: int, step: int = 1_000) -> None:
-        data, lines, entries = self.render(f, count, ts, step)
+    def append(self, f: LogFile, data: bytes) -> None:
         os.write(f.fd, data)
         f.size += len(data)
-        f.lines += lines
-        f.entries += entries
 
     def rotate(self, f: LogFile) -> None:
         """kubelet's rename rotation; the agent must read the renamed file to its end."""
@@ -168,14 +237,19 @@ class Workload:
         f.open()
 
     def prewrite(self, lines_per_file: int, ts: int, chunk: int = 20_000) -> None:
-        """Backlog: lines_per_file per file, with timestamps from ts on, 1 ms apart."""
+        """Backlog: lines_per_file per file (and the few that end the last entry), with
+        timestamps from ts on, 1 ms apart, in writes of `chunk` lines, each ending its partial
+        line (a Java block goes on in the next write)."""
+        step, fmt = 1_000_000, self.clock.format
         for f in self.files:
             written, t = 0, ts
             while written < lines_per_file:
                 n = min(chunk, lines_per_file - written)
-                self.write(f, n, t, 1_000_000)
+                out = [self.line(f, fmt(t + i * step)) for i in range(n)]
+                t += n * step
                 written += n
-                t += n * 1_000_000
+                out += self.finish(f, fmt(t), block=written == lines_per_file)
+                self.append(f, ("\n".join(out) + "\n").encode())
 
     def close(self) -> None:
         for f in self.files:
@@ -188,39 +262,3 @@ def pod_name(i: int) -> str:
 
 def pod_uid(i: int) -> str:
     return f"0b6a4c1e-1111-2222-3333-{i:012d}"
-
-
-class RateWriter:
-    """Appends lines at `rate` per second spread over every file, in ticks, with the real write
-    time as each line's timestamp (so the sink measures write-to-arrival lag from it). Rotates
-    a file once it passes rotate_bytes (0: never)."""
-
-    def __init__(self, workload: Workload, rate: float, rotate_bytes: int = 0,
-                 tick: float = 0.02) -> None:
-        self.workload = workload
-        self.rate = rate
-        self.rotate_bytes = rotate_bytes
-        self.tick = tick
-        self._next_file = 0
-
-    def run(self, seconds: float) -> float:
-        """Write for `seconds`; returns the achieved rate (physical lines per second)."""
-        files = self.workload.files
-        start = time.monotonic()
-        written = 0
-        while (elapsed := time.monotonic() - start) < seconds:
-            due = int(elapsed * self.rate) - written
-            per_file, extra = divmod(due, len(files))
-            for k in range(len(files)):
-                n = per_file + (k < extra)
-                if not n:
-                    continue
-                f = files[(self._next_file + k) % len(files)]
-                before = f.lines
-                self.workload.write(f, n, time.time_ns())
-                written += f.lines - before
-                if self.rotate_bytes and f.size >= self.rotate_bytes:
-                    self.workload.rotate(f)
-            self._next_file = (self._next_file + extra) % len(files)
-            time.sleep(max(0.0, self.tick - (time.monotonic() - start - elapsed)))
-        return written / (time.monotonic() - start)

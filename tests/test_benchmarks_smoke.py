@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+
+from benchmarks.instructions import PerfCounter, perf_counts
 from benchmarks.profile import own_time_from_raw
-from benchmarks.scenarios import QUICK, _percentile
-from benchmarks.steady import lag_verdict
+from benchmarks.scenarios import percentile
+from benchmarks.sizes import QUICK
+from benchmarks.steady import highest, lag_verdict
+from benchmarks.workload import TRACE_ENTRIES, TRACE_LINES, Mix, Workload
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,8 +39,53 @@ def test_flat_lag_over_twice_the_timeout_is_not_kept_up() -> None:
 
 def test_percentile_of_a_histogram() -> None:
     hist = [[10, 50], [20, 49], [900, 1]]
-    assert _percentile(hist, 0.5) == 10 and _percentile(hist, 0.99) == 20
-    assert _percentile(hist, 1.0) == 900
+    assert percentile(hist, 0.5) == 10 and percentile(hist, 0.99) == 20
+    assert percentile(hist, 1.0) == 900
+
+
+def test_the_highest_rate_kept_up_is_below_the_first_failure() -> None:
+    trials = [{"rate": r, "ok": ok} for r, ok in ((5, True), (10, True), (15, False), (20, True))]
+    assert highest(trials, "ok") == 10
+    assert highest([{"rate": 5, "ok": False}], "ok") == 0
+
+
+def test_expected_entries_count_traces_as_one_and_dropped_lines_as_none(tmp_path: Path) -> None:
+    mix = Mix(json_share=0.5, json_levels=("debug", "info"), drop_json_levels=frozenset({"debug"}),
+              java_every=2, trace_every=10)
+    work = Workload(tmp_path, 2, mix=mix, docker_every=0)
+    work.prewrite(1000, 0, chunk=300)
+    work.close()
+    assert [f.java for f in work.files] == [False, True]
+    assert work.files[1].pod.container.startswith("java")
+    for f in work.files:
+        physical = f.pod.file.read_text().splitlines()
+        logical, part = [], ""
+        for line in physical:
+            _, _, tag, message = line.split(" ", 3)
+            assert not (tag == "P" and message.startswith("{"))  # JSON lines stay whole
+            part += message
+            if tag == "F":
+                logical.append(part)
+                part = ""
+        blocks = logical.count(TRACE_LINES[0])
+        assert blocks > 5 if f.java else blocks == 0
+        dropped = sum(m.startswith('{"level": "debug"') for m in logical)
+        assert f.lines == len(physical)
+        assert f.dropped == dropped > 0
+        assert f.entries == len(logical) - dropped - blocks * (len(TRACE_LINES) - TRACE_ENTRIES)
+
+
+def test_perf_attaches_to_a_running_process_and_counts_until_stopped() -> None:
+    if not perf_counts("task-clock"):
+        pytest.skip("no perf here")
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        counter = PerfCounter(proc.pid, "task-clock")
+        time.sleep(0.3)
+        assert counter.stop() > 100  # ms of CPU: it ran the whole window
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_own_time_counts_the_leaf_and_inclusive_time_each_frame_once(tmp_path: Path) -> None:
@@ -56,7 +107,8 @@ def test_quick_suite_delivers_every_line_and_reports_sane_figures(tmp_path: Path
     results = json.loads(result_file.read_text())
     assert (tmp_path / result_file.with_suffix(".md").name).read_text().count("| catch_up |") >= 2
     scenarios = results["scenarios"]
-    assert set(scenarios) == {"catch_up", "steady", "idle", "latency", "many_streams"}
+    assert set(scenarios) == {"catch_up", "typical_catch_up", "steady", "typical_steady", "idle",
+                              "latency", "many_streams", "many_files", "some_files"}
     for name, result in scenarios.items():
         assert "error" not in result, (name, result)
         assert 10 < result["peak_rss_mib"] < 1024, name
@@ -70,7 +122,22 @@ def test_quick_suite_delivers_every_line_and_reports_sane_figures(tmp_path: Path
     assert trial["rate"] == 2_000 and trial["achieved_rate"] > 1_000
     assert trial["entries_received"] > 0 and trial["rotations"] > 0
 
-    assert scenarios["idle"]["delivered"] and scenarios["idle"]["cpu_percent_of_core"] >= 0
+    # Exact counts through the pipeline: traces joined, debug JSON lines dropped.
+    for name in ("typical_catch_up", "typical_steady"):
+        typical = scenarios[name]
+        assert typical["entries_received"] == typical["entries_expected"], name
+        assert typical["dropped_expected"] > 0, name
+    assert scenarios["typical_catch_up"]["entries_expected"] < scenarios["catch_up"][
+        "entries_expected"] - scenarios["typical_catch_up"]["dropped_expected"]
+    assert scenarios["typical_steady"]["rotations"] > 0
+
+    for name, files in (("many_files", QUICK.many_files), ("some_files", QUICK.some_files)):
+        assert scenarios[name]["files"] == files
+        assert scenarios[name]["entries_received"] == scenarios[name]["entries_expected"] > 0
+
+    idle = scenarios["idle"]
+    assert idle["delivered"] and idle["cpu_percent_of_core"] >= 0
+    assert len(idle["window_cpu_percents"]) == QUICK.idle_windows
 
     latency = scenarios["latency"]
     assert latency["entries_received"] == latency["entries_expected"] > 0
