@@ -1,13 +1,17 @@
-"""Benchmark profile: where the agent's CPU goes during catch-up, by own time per function.
+"""Benchmark profile: where the agent's CPU goes, by own time per function.
 
-`python -m benchmarks.profile [--lines N] [--profiler py-spy|cprofile]`. py-spy samples the
-running agent from outside (nothing added to shipper); cProfile runs the agent under
+`python -m benchmarks.profile [--lines N] [--profiler py-spy|cprofile]
+[--scenario catch_up|typical|steady] [--steady-rate 25000] [--seconds 30]`. py-spy samples the
+running agent from outside (nothing added to shipper), during a catch-up (plain, or with the
+typical pipeline) or a steady rate in the 100m quota; cProfile runs a catch-up under
 `python -m cProfile -o FILE -m shipper run`, which is exact per call but slows it down.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import pstats
 import re
 import shutil
@@ -17,10 +21,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks.harness import Sink, agent_config, free_port, running_agent
-from benchmarks.workload import BACKLOG_AGE_NS, Workload
+from benchmarks.harness import CpuQuota, Sink, agent_config, free_port, running_agent
+from benchmarks.sizes import Sizes
+from benchmarks.typical import TYPICAL, TYPICAL_PIPELINE
+from benchmarks.workload import BACKLOG_AGE_NS, PLAIN, Workload
+from benchmarks.writer import RateWriter
 
 _LINE_NO = re.compile(r":\d+\)$")
 
@@ -42,35 +50,79 @@ def own_time_from_raw(raw: Path) -> tuple[Counter[str], Counter[str], int]:
     return own, inclusive, total
 
 
-def profile_py_spy(lines: int, files: int, out: Path, rate: int) -> str:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    root = Path(tempfile.mkdtemp(prefix="shipper-profile-"))
+@contextlib.contextmanager
+def py_spy(pid: int, raw: Path, rate: int) -> Iterator[None]:
+    """py-spy sampling the process for the span of the `with` block, into raw (collapsed)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = subprocess.Popen([binary, "record", "--pid", str(pid), "--rate", str(rate),
+                            "--format", "raw", "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # py-spy attaches
+    yield
+    spy.send_signal(signal.SIGINT)
+    _, err = spy.communicate(timeout=60)
+    if spy.returncode not in (0, -signal.SIGINT) or not raw.exists():
+        raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')}")
+
+
+def sample_catch_up(root: Path, raw: Path, args: argparse.Namespace) -> str:
+    """A catch-up (plain, or the typical pipeline's), sampled from the links' appearance on."""
+    mix, pipeline = (TYPICAL, TYPICAL_PIPELINE) if args.scenario == "typical" else (PLAIN, None)
+    work = Workload(root, args.files, mix=mix)
+    work.prewrite(args.lines // args.files, time.time_ns() - BACKLOG_AGE_NS)
+    work.close()
+    hidden = work.hide()
+    with Sink() as sink:
+        port = free_port()
+        config = agent_config(root, work.pattern, sink.url, port, pipeline)
+        with running_agent(config, port, root / "agent.log") as agent, \
+                py_spy(agent.pid, raw, args.rate):
+            work.reveal(hidden)
+            if not sink.wait_entries(work.entries, timeout=600):
+                raise RuntimeError("not every line arrived")
+    return f"{args.scenario}: {work.lines:,} lines in {args.files} files"
+
+
+def sample_steady(root: Path, raw: Path, args: argparse.Namespace) -> str:
+    """The steady scenario at one rate, inside the 100m quota where a cgroup is writable, with
+    the suite's writers (one write() per line), sampled while they write."""
+    sizes = Sizes()
+    work = Workload(root, sizes.steady_files)
+    quota = None
+    if CpuQuota.available():
+        quota = CpuQuota(f"shipper-profile-{os.getpid()}", int(sizes.steady_quota * 100_000))
     try:
-        work = Workload(root, files)
-        work.prewrite(lines // files, time.time_ns() - BACKLOG_AGE_NS)
-        work.close()
-        hidden = work.hide()
-        raw = out / "catch_up.pyspy.txt"
         with Sink() as sink:
             port = free_port()
             config = agent_config(root, work.pattern, sink.url, port)
-            with running_agent(config, port, root / "agent.log") as agent:
-                spy = subprocess.Popen([py_spy, "record", "--pid", str(agent.pid), "--rate",
-                                        str(rate), "--format", "raw", "-o", str(raw)],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                time.sleep(1.0)  # py-spy attaches
-                work.reveal(hidden)
-                if not sink.wait_entries(work.entries, timeout=600):
-                    raise RuntimeError("not every line arrived")
-                spy.send_signal(signal.SIGINT)
-                _, err = spy.communicate(timeout=60)
-                if spy.returncode not in (0, -signal.SIGINT) or not raw.exists():
-                    raise RuntimeError(f"py-spy failed: {err.decode(errors='replace')}")
+            with running_agent(config, port, root / "agent.log", quota) as agent:
+                with py_spy(agent.pid, raw, args.rate):
+                    cpu = agent.cpu()
+                    writer = RateWriter(work, args.steady_rate, sizes.steady_rotate_bytes,
+                                        sizes.writer_processes).run(args.seconds)
+                    cpu = agent.cpu() - cpu
+                sink.wait_entries(work.entries, timeout=60)
+    finally:
+        work.close()
+        if quota:
+            quota.remove()
+    where = f"in a {sizes.steady_quota:g}-core cgroup quota" if quota else "without a quota"
+    return (f"steady at {args.steady_rate:,} lines/s (written: {writer.rate:,.0f}) for "
+            f"{args.seconds:g} s over {sizes.steady_files} files {where}; agent "
+            f"{cpu / args.seconds:.3f} cores while sampled")
+
+
+def profile_py_spy(args: argparse.Namespace) -> str:
+    root = Path(tempfile.mkdtemp(prefix="shipper-profile-"))
+    raw = args.out / f"{args.scenario}.pyspy.txt"
+    try:
+        sample = sample_steady if args.scenario == "steady" else sample_catch_up
+        what = sample(root, raw, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     own, inclusive, total = own_time_from_raw(raw)
-    report = [f"py-spy, {total} samples at {rate} Hz of CPU time (idle not sampled), "
-              f"{lines:,} lines in {files} files", "", "| own % | function |", "|---|---|"]
+    report = [f"py-spy, {total} samples at {args.rate} Hz of CPU time (idle not sampled), "
+              f"{what}", "", "| own % | function |", "|---|---|"]
     report += [f"| {n / total * 100:.1f} | `{name}` |" for name, n in own.most_common(25)]
     report += ["", "| inclusive % | function |", "|---|---|"]
     report += [f"| {n / total * 100:.1f} | `{name}` |" for name, n in inclusive.most_common(25)]
@@ -111,16 +163,22 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--files", type=int, default=20)
     parser.add_argument("--profiler", choices=("py-spy", "cprofile"), default="py-spy")
+    parser.add_argument("--scenario", choices=("catch_up", "typical", "steady"),
+                        default="catch_up", help="py-spy only: typical is the catch-up with "
+                        "the typical pipeline; steady writes at --steady-rate in the quota")
+    parser.add_argument("--steady-rate", type=int, default=25_000)
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady: how long")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.profiler == "py-spy":
-        report = profile_py_spy(args.lines, args.files, args.out, args.rate)
+        report = profile_py_spy(args)
     else:
         report = profile_cprofile(args.lines, args.files, args.out)
-    path = args.out / f"profile-{args.profiler}-{time.strftime('%Y%m%d-%H%M%S')}.md"
+    path = args.out / (f"profile-{args.profiler}-{args.scenario}-"
+                       f"{time.strftime('%Y%m%d-%H%M%S')}.md")
     path.write_text(report)
     print(report)
     print(path)
