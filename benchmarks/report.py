@@ -22,7 +22,7 @@ class Figure:
     key: str
     unit: str
     target: str = ""
-    met: Callable[[float, dict[str, Any]], bool] | None = None
+    met: Callable[[float, dict[str, Any]], bool | None] | None = None  # None: not judged
     scale: float = 1.0  # the value shown is value / scale
 
 
@@ -32,7 +32,7 @@ def _rss(scenario: str, target: float = PEAK_RSS_TARGET_MIB) -> Figure:
 
 
 def _instructions(scenario: str, target: str = "",
-                  met: Callable[[float, dict[str, Any]], bool] | None = None) -> Figure:
+                  met: Callable[[float, dict[str, Any]], bool | None] | None = None) -> Figure:
     return Figure(scenario, "instructions per 1M lines (start-up excluded)",
                   "instructions_per_1m_lines", "G", target, met, 1e9)
 
@@ -54,7 +54,11 @@ def _catch_up(scenario: str, target: float) -> tuple[Figure, ...]:
 # lines/s, 0.5% idle), issue 11 for the typical pipeline's.
 FIGURES = (
     *_catch_up("catch_up", 300_000),
-    _instructions("catch_up", "≤ 8.5", lambda v, _: v <= 8.5),
+    # Issue 13's 8.5 G is perf's count of 1M lines with start-up (11.67 G when it was set).
+    # callgrind counts on valgrind's own CPU (glibc picks other string routines for it):
+    # compare its figures with its own only.
+    _instructions("catch_up", "≤ 8.5 (perf)",
+                  lambda v, r: v <= 8.5 if r["counter"] == "perf" else None),
     _rss("catch_up"),
     *_catch_up("typical_catch_up", 120_000),
     _instructions("typical_catch_up"),
@@ -145,7 +149,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             value /= figure.scale
         met = None
         if figure.met is not None and value is not None:
-            met = figure.met(value, {"batch_timeout_s": results["sizes"]["batch_timeout"]})
+            met = figure.met(value, {"batch_timeout_s": results["sizes"]["batch_timeout"],
+                                     "counter": results.get("instructions", "none")})
         rows.append({"scenario": figure.scenario, "figure": figure.label, "value": value,
                      "unit": figure.unit, "target": figure.target, "met": met})
     return rows

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.harness import CpuQuota, Sink, agent_config, free_port, running_agent
 from benchmarks.instructions import perf_window, resolve
-from benchmarks.scenarios import batch
+from benchmarks.scenarios import batch, delta
 from benchmarks.sizes import Sizes
 from benchmarks.workload import PLAIN, Mix, Workload
 from benchmarks.writer import RateWriter
@@ -50,7 +50,7 @@ def trial(root: Path, sizes: Sizes, rate: int, mix: Mix = PLAIN,
                                   batch=batch(sizes))
             with running_agent(config, port, root / "agent.log", quota) as agent:
                 time.sleep(1.0)  # discovery settles before the clock starts
-                cpu, sink_cpu = agent.cpu(), sink.cpu()
+                cpu, sink_cpu, threads = agent.cpu(), sink.cpu(), agent.thread_cpu()
                 throttled = quota.throttling() if quota else {}
                 with perf_window(resolve(sizes.instructions), agent.pid) as counted:
                     start = time.time()
@@ -61,6 +61,7 @@ def trial(root: Path, sizes: Sizes, rate: int, mix: Mix = PLAIN,
                                                   timeout=2 * sizes.batch_timeout)
                     drain = time.time() - end
                 cpu = agent.cpu() - cpu
+                threads = delta(agent.thread_cpu(), threads)
                 peak = agent.peak_rss_mib()
                 stats = sink.stats()
                 sink_cpu = sink.cpu() - sink_cpu
@@ -86,7 +87,8 @@ def trial(root: Path, sizes: Sizes, rate: int, mix: Mix = PLAIN,
             "drain_s": drain, **verdict, "keeps_up": keeps_up,
             # issue 13's stricter reading: everything in within batch.timeout of the stop
             "drained_in_timeout": keeps_up and drain <= sizes.batch_timeout,
-            "agent_cpu_s": cpu, "agent_cores": cpu_share, "throttled": throttled,
+            "agent_cpu_s": cpu, "agent_cores": cpu_share, "agent_thread_cpu_s": threads,
+            "throttled": throttled,
             "requests": stats["requests"], "peak_rss_mib": peak, "sink_cpu_s": sink_cpu,
             **counted}
 
