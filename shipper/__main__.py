@@ -1,54 +1,45 @@
-"""Entry point: `shipper run`, `shipper check-config`, `shipper convert`, `shipper demo`."""
+"""Entry point: `shipper run`, `shipper check-config`, `shipper convert`, `shipper demo`.
+
+The imports are inside the functions: `cli` installs the SIGTERM handler before they run
+(asyncio and yaml alone take ~50 ms), so that the process can be stopped cleanly at once.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import dataclasses
-import gc
+import signal
 import sys
-import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from shipper import __version__
-from shipper.config import Config, ConfigError, load_config
-from shipper.config_files import Loaded, load_configs
-
 if TYPE_CHECKING:
+    from types import FrameType
+
     from shipper.agent import Agent
-
-
-def _invalid(exc: ConfigError) -> NoReturn:
-    print(f"shipper: invalid config: {exc}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def _load(path: str | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        _invalid(exc)
-
-
-def _load_all(paths: list[str] | None) -> Loaded:
-    try:
-        return load_configs(paths or [])
-    except ConfigError as exc:
-        _invalid(exc)
+    from shipper.config import Config
 
 
 def _build(config: Config, once: bool = False) -> Agent:
     """The whole agent, without starting it: what the config names must be usable."""
     from shipper.agent import Agent
+    from shipper.checks import check_files
 
-    try:
-        return Agent(config, once=once)
-    except ConfigError as exc:
-        _invalid(exc)
+    check_files(config)
+    return Agent(config, once=once)
+
+
+def _check_listen(agent: Agent) -> None:
+    """Bind server.listen and let it go: a port in use is found by check-config, as by run."""
+    import asyncio
+
+    async def bind_and_release() -> None:
+        await agent.server.start()
+        await agent.server.stop()
+
+    asyncio.run(bind_and_release())
 
 
 def _run(config: Config, once: bool, converted: list[tuple[str, int]] | None = None) -> int:
+    import asyncio
+    import gc
     import logging
 
     from shipper.logs import setup_logging
@@ -64,7 +55,7 @@ def _run(config: Config, once: bool, converted: list[tuple[str, int]] | None = N
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     try:
-        asyncio.run(agent.run())
+        asyncio.run(agent.run())  # may raise ConfigError: an address is usable once bound
     except BrokenPipeError:  # a dry run piped into `head`: the reader has seen enough
         sys.stderr.close()
     return 0
@@ -72,11 +63,15 @@ def _run(config: Config, once: bool, converted: list[tuple[str, int]] | None = N
 
 def _demo() -> int:
     """Ship the bundled example logs in a dry run: what would go to Loki, as JSON lines."""
+    import dataclasses
+    import tempfile
+
+    from shipper.config import load_config
     from shipper.examples import install_examples
 
     with tempfile.TemporaryDirectory(prefix="shipper-demo-") as root:
         pattern = install_examples(root)
-        base = _load(None)
+        base = load_config(None)
         config = dataclasses.replace(
             base,
             inputs=dataclasses.replace(base.inputs, paths=(pattern,)),
@@ -92,6 +87,8 @@ def _demo() -> int:
 def _convert(source: str, path: str) -> int:
     """Print the shipper config for another agent's config; the report goes to stderr.
     0: everything mapped; 1: something did not; 2: not such a config."""
+    from pathlib import Path
+
     from shipper.convert import NotCollector, convert_otelcol
 
     try:
@@ -111,6 +108,12 @@ def _convert(source: str, path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from shipper import __version__
+    from shipper.config import ConfigError
+    from shipper.config_files import load_configs
+
     parser = argparse.ArgumentParser(prog="shipper", description="Ship Kubernetes container "
                                      "logs to Loki without losing a line.")
     parser.add_argument("--version", action="version", version=f"shipper {__version__}")
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                      "(default: built-in DaemonSet defaults)")
     run.add_argument("--once", action="store_true",
                      help="read every file to its end, deliver, save positions and exit")
-    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check = sub.add_parser("check-config", help="validate a config file, the files it names and "
+                           "its listen address, and exit")
     check.add_argument("--config", action="append", required=True)
     convert = sub.add_parser("convert", help="print the shipper config for another agent's "
                              "config, with a report of what did not map on stderr")
@@ -131,19 +135,36 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
     args = parser.parse_args(argv)
 
-    if args.command == "demo":
-        return _demo()
-    if args.command == "convert":
-        return _convert(args.source, args.file)
-    loaded = _load_all(args.config)
-    if args.command == "check-config":
-        _build(loaded.config)
-        for line, _ in loaded.converted:
-            print(line, file=sys.stderr)
-        print(f"{', '.join(args.config)}: ok")
-        return 0
-    return _run(loaded.config, args.once, loaded.converted)
+    try:
+        if args.command == "demo":
+            return _demo()
+        if args.command == "convert":
+            return _convert(args.source, args.file)
+        loaded = load_configs(args.config or [])
+        if args.command == "check-config":
+            _check_listen(_build(loaded.config))
+            for line, _ in loaded.converted:
+                print(line, file=sys.stderr)
+            print(f"{', '.join(args.config)}: ok")
+            return 0
+        return _run(loaded.config, args.once, loaded.converted)
+    except ConfigError as exc:  # the one way a wrong config ends the process: key and reason
+        print(f"shipper: invalid config: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _stop_before_start(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
+
+
+def cli() -> NoReturn:
+    """The process (`shipper`, `python -m shipper`); tests call `main` instead."""
+    # kubelet may stop the pod at any moment, also before the agent's own handler is installed
+    # (by Agent.run, which then takes over). Until then nothing has been read, so leaving at
+    # once is a clean stop; Python's default would die of the signal (exit 143).
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -36,6 +36,9 @@ class Pusher(Protocol):
 
     failing_since: float | None
 
+    @property
+    def misconfigured(self) -> str | None: ...
+
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> object: ...
 
@@ -92,6 +95,8 @@ class Agent:
             return False, "starting"
         if self.positions.write_error:
             return False, f"positions not writable: {self.positions.write_error}"
+        if (misconfigured := self.pusher.misconfigured) is not None:
+            return False, misconfigured  # at once: waiting would not fix a config
         since = self.pusher.failing_since
         window = self.config.server.ready_push_failure_window
         if since is not None and time.monotonic() - since > window:
@@ -104,8 +109,8 @@ class Agent:
         """Run until `stop` is set (or SIGTERM/SIGINT; with once, until every file is at EOF),
         then: stop reading, push what is batched within the deadline, save positions."""
         stop = stop or self._stop_on_signals()
+        await self.server.start()  # first: an unusable server.listen fails before any reading
         self._resume.restore(self.positions.load())
-        await self.server.start()
         background = [asyncio.create_task(self._save_positions(), name="positions")]
         if self.watcher is not None:
             background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
@@ -140,7 +145,7 @@ class Agent:
             log.error("shutdown deadline reached; undelivered lines will be read again at the "
                       "next start", extra={"pending_entries": self.batcher.pending_entries})
         await self.pusher.aclose()
-        self.positions.save()
+        await self.positions.save()  # waits for a periodic write still in flight, then writes
         log.info("stopped")
 
     def _stop_on_signals(self) -> asyncio.Event:
@@ -160,7 +165,7 @@ class Agent:
     async def _save_positions(self) -> None:
         while True:
             await asyncio.sleep(self.config.positions.write_interval)
-            self.positions.save()
+            await self.positions.save()  # written in a thread: a slow disk delays only this loop
 
     # -- discovery -----------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import keyword
 import os
 import re
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
@@ -74,6 +75,9 @@ class LokiConfig:
     bearer_token_file: str = ""  # re-read when it changes (projected tokens rotate)
     basic_auth: BasicAuthConfig = field(default_factory=BasicAuthConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
+    # http://[user:password@]host:port overrides HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY;
+    # empty: those variables decide; "direct": no proxy whatever they say.
+    proxy_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +252,8 @@ def build(prefix: str, cls: type, raw: object) -> Any:
 
 
 def _check(config: Config) -> None:
-    """Cross-field and filesystem checks: fail at start rather than at the first push."""
+    """Cross-field checks: fail at start rather than at the first push. What the values name
+    (files, TLS material) is checked by shipper.checks, the listen address by binding it."""
     for key in ("stream", "structured_metadata"):
         for source in getattr(config.labels, key):
             if source not in LABEL_SOURCES:
@@ -256,17 +261,8 @@ def _check(config: Config) -> None:
                                   f"(known: {', '.join(LABEL_SOURCES)})")
     if not config.labels.stream:
         raise ConfigError("labels.stream", "at least one stream label is needed")
-    if config.loki.url and not re.match(r"^https?://[^/\s]+", config.loki.url):
-        raise ConfigError("loki.url",
-                          f"expected an http:// or https:// URL, got {config.loki.url!r}")
-    for key, path in (("loki.bearer_token_file", config.loki.bearer_token_file),
-                      ("loki.basic_auth.password_file", config.loki.basic_auth.password_file),
-                      ("loki.tls.ca_file", config.loki.tls.ca_file),
-                      ("loki.tls.cert_file", config.loki.tls.cert_file),
-                      ("loki.tls.key_file", config.loki.tls.key_file),
-                      ("kubernetes.kubeconfig", config.kubernetes.kubeconfig)):
-        if path and not os.access(path, os.R_OK):
-            raise ConfigError(key, f"file {path!r} does not exist or is not readable")
+    if config.loki.url:
+        _check_url("loki.url", config.loki.url)
     if bool(config.loki.tls.cert_file) != bool(config.loki.tls.key_file):
         raise ConfigError("loki.tls", "cert_file and key_file must be given together")
     if config.loki.basic_auth.password_file and not config.loki.basic_auth.username:
@@ -275,13 +271,30 @@ def _check(config: Config) -> None:
         raise ConfigError("loki.min_backoff", "must not exceed loki.max_backoff")
     if config.batch.max_bytes > config.batch.max_pending_bytes:
         raise ConfigError("batch.max_pending_bytes", "must be at least batch.max_bytes")
-    if config.server.listen and not re.match(r"^[^\s:]*:\d{1,5}$", config.server.listen):
-        raise ConfigError("server.listen", f"expected HOST:PORT, got {config.server.listen!r}")
-    if config.positions.path:
-        parent = Path(config.positions.path).parent
-        existing = next(p for p in (parent, *parent.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError("positions.path", f"{existing} is not a directory")
+    if config.server.listen:
+        if not (m := re.match(r"^[^\s:]*:(\d{1,5})$", config.server.listen)):
+            raise ConfigError("server.listen", f"expected HOST:PORT, got {config.server.listen!r}")
+        if int(m.group(1)) > 65535:
+            raise ConfigError("server.listen", f"port {m.group(1)} is out of range (0-65535)")
+
+
+PUSH_PATH = "/loki/api/v1/push"
+
+
+def _check_url(key: str, url: str) -> None:
+    """loki.url: http(s), a host, a numeric port, and a path ending in /push (Loki's own is
+    /loki/api/v1/push; gateways and the legacy /api/prom/push end the same way)."""
+    expected = f"expected Loki's push endpoint, such as http://loki:3100{PUSH_PATH}"
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(key, f"{expected}, got {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (parsing it is the check)
+    except ValueError as exc:
+        raise ConfigError(key, f"{expected}: {exc}") from None
+    if not parts.path.endswith("/push"):
+        path = repr(parts.path) if parts.path else "empty"
+        raise ConfigError(key, f"{expected}; the path is {path}, which does not end in /push")
 
 
 def _apply_env(config: Config, env: typing.Mapping[str, str]) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ class Positions:
         self._metrics = metrics
         self._tracks: dict[FileId, _Track] = {}
         self._saved: dict[FileId, tuple[str, int]] = {}  # what the file on disk holds
+        self._writing: asyncio.Task[bool] | None = None  # the one write in flight
         self.write_error: str | None = None  # last write failure, for /ready
 
     # -- loading -------------------------------------------------------------------------------
@@ -134,34 +136,58 @@ class Positions:
     def snapshot(self) -> dict[FileId, tuple[str, int]]:
         return {f: (t.path, t.offset) for f, t in self._tracks.items()}
 
-    def save(self) -> bool:
-        """Write atomically (temp file, fsync, rename) if anything changed. Returns success.
-        A failure is logged once per streak and retried on the next call: shipping goes on."""
+    async def save(self) -> bool:
+        """Save the offsets if they changed: the snapshot is taken here, on the loop; the write
+        runs in a worker thread, so that a slow disk stalls no tailer and no push. Returns
+        success. A failure is logged once per streak and retried on the next call: shipping
+        goes on. One write at a time: a call while one is in flight waits for it first, so an
+        older snapshot never lands after a newer one. A cancelled caller (the periodic saver,
+        at shutdown) leaves its write running to its end; the final save waits for it."""
         if self._path is None:
             return True
+        while self._writing is not None:
+            await asyncio.shield(self._writing)
         state = self.snapshot()
         if state == self._saved:
             return True
-        body = json.dumps({"version": VERSION, "files": [
-            {"dev": f.dev, "ino": f.ino, "path": p, "offset": o} for f, (p, o) in state.items()
-        ]}, separators=(",", ":"))
-        tmp = self._path.with_name(self._path.name + ".tmp")
+        self._writing = asyncio.create_task(self._write(self._path, state),
+                                            name="positions write")
+        return await asyncio.shield(self._writing)
+
+    async def _write(self, path: Path, state: dict[FileId, tuple[str, int]]) -> bool:
+        """The file I/O in a worker thread; its outcome, back on the loop, is what /ready
+        reports (write_error) and what the next save compares with (_saved)."""
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path)
+            await asyncio.to_thread(write_atomically, path, _encode(state))
         except OSError as exc:
             self._metrics.positions_write_errors.inc()
             if self.write_error is None:
                 log.error("cannot write positions; will retry, shipping continues",
-                          extra={"path": str(self._path), "error": exc.strerror or str(exc)})
+                          extra={"path": str(path), "error": exc.strerror or str(exc)})
             self.write_error = exc.strerror or str(exc)
             return False
+        finally:
+            self._writing = None
         if self.write_error is not None:
-            log.info("positions written again", extra={"path": str(self._path)})
+            log.info("positions written again", extra={"path": str(path)})
         self.write_error = None
         self._saved = state
         return True
+
+
+def _encode(state: dict[FileId, tuple[str, int]]) -> bytes:
+    return json.dumps({"version": VERSION, "files": [
+        {"dev": f.dev, "ino": f.ino, "path": p, "offset": o} for f, (p, o) in state.items()
+    ]}, separators=(",", ":")).encode()
+
+
+def write_atomically(path: Path, body: bytes) -> None:
+    """Temp file, fsync, rename: a crash leaves the old file or the new one, never a mix. Runs
+    in a worker thread (fsync waits for the disk)."""
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

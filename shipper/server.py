@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Callable
 
+from shipper.config import ConfigError
 from shipper.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,11 @@ class HealthServer:
         if not self._listen:
             return
         host, _, port = self._listen.rpartition(":")
-        self._server = await asyncio.start_server(self._handle, host or None, int(port))
+        try:
+            self._server = await asyncio.start_server(self._handle, host or None, int(port))
+        except OSError as exc:  # the address comes from the config: say which key, and why
+            raise ConfigError("server.listen",
+                              f"cannot listen on {self._listen}: {_listen_problem(exc)}") from None
         log.info("serving /metrics, /healthz, /ready", extra={"listen": self._listen})
 
     @property
@@ -66,3 +73,16 @@ class HealthServer:
             status = "200 OK" if ok else "503 Service Unavailable"
             return status, "text/plain", (why + "\n").encode()
         return "404 Not Found", "text/plain", b"try /metrics, /healthz or /ready\n"
+
+
+def _listen_problem(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host ({exc.strerror})"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "the host is not an address of this machine"
+    if exc.errno == errno.EACCES:
+        return ("permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE: "
+                "choose a higher port)")
+    return exc.strerror or str(exc)

@@ -48,7 +48,7 @@ def test_default_streams_put_pod_node_stream_in_metadata() -> None:
     assert streams.stdout.labels == '{app="api", container="app", namespace="shop"}'
     assert dict(streams.stderr.metadata) == {
         "node": "node-1", "pod": "api-7d9f8b6c5d-x7k2p", "stream": "stderr"}
-    assert streams.shared_labels == streams.stdout.labels
+    assert streams.shared_key == streams.stdout.labels
     assert not streams.excluded and not streams.enriched
 
 
@@ -58,7 +58,7 @@ def test_stream_as_a_label_splits_stdout_and_stderr() -> None:
     streams = enricher.streams(meta, "ignored")
     assert streams.stdout.labels == '{namespace="ns", stream="stdout"}'
     assert streams.stderr.labels == '{namespace="ns", stream="stderr"}'
-    assert streams.shared_labels is None and streams.stdout.metadata == ()
+    assert streams.shared_key is None and streams.stdout.metadata == ()
 
 
 def test_a_file_outside_kubelet_layout_gets_a_filename_label() -> None:

@@ -5,13 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from shipper.agent import Agent
 from tests.support.agent import make_config, running, start_subprocess, terminate, until
@@ -98,15 +93,6 @@ def _open_under(root: Path) -> list[str]:
             if target.startswith(str(root)):
                 targets.append(target)
     return targets
-
-
-@pytest.fixture
-def shared_root() -> Iterator[Path]:
-    """A tmp dir another user can traverse (pytest's tmp_path is 0700 under root)."""
-    root = Path(tempfile.mkdtemp(prefix="shipper-faults-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root)
 
 
 def test_unreadable_file_is_logged_once_counted_and_others_ship(shared_root: Path) -> None:

@@ -1,11 +1,18 @@
-"""Faults: SIGTERM while Loki is slow, and a positions directory that cannot be written."""
+"""Faults: SIGTERM while Loki is slow or while starting, and a positions directory that
+cannot be written or a disk that takes seconds to write it."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from shipper.model import FileId
 from tests.support.agent import make_config, running, start_subprocess, terminate, until
 from tests.support.faults import (
     assert_none_missing,
@@ -66,6 +73,26 @@ def test_sigterm_under_load_saves_exactly_what_was_acknowledged(tmp_path: Path) 
     assert stopped_in < DEADLINE + 3  # the deadline bounds the stop (generous: CI is slow)
 
 
+# The interpreter alone takes 25-50 ms here (its start and site, before any line of shipper
+# runs): a signal then finds no handler, whatever the agent does. 0.1 s is the earliest moment
+# that is after it even on a busy machine, and before the agent's loop handles the signal.
+@pytest.mark.parametrize("delay", [0.1, 0.2, 0.5])
+def test_sigterm_in_the_first_second_exits_promptly_with_0(tmp_path: Path, delay: float) -> None:
+    pod = PodLog(tmp_path, "early", "app-0", "app")
+    pod.lines("line", 1000)
+    with LokiReceiver() as receiver:
+        config = write_config(tmp_path, receiver.url)
+        spawned = time.monotonic()
+        agent = start_subprocess(config)
+        time.sleep(max(0.0, spawned + delay - time.monotonic()))
+        signalled = time.monotonic()
+        code, err = terminate(agent)
+        took = time.monotonic() - signalled
+    print(f"SIGTERM {signalled - spawned:.3f}s after spawn: exit {code} in {took:.2f}s")
+    assert code == 0, err
+    assert took < 3
+
+
 def test_unwritable_positions_keep_shipping_report_not_ready_and_recover(
         tmp_path: Path) -> None:
     pod = PodLog(tmp_path, "disk", "app-0", "app")
@@ -110,3 +137,71 @@ def test_unwritable_positions_keep_shipping_report_not_ready_and_recover(
     assert assert_none_missing(entries, pod.written, "positions unwritable") == 0
     st = pod.file.stat()
     assert saved_positions(positions) == {line_ends([pod.file])["after 0000099"][0]: st.st_size}
+
+
+SLOW_DISK = 3.0  # s the first fsync of the positions file takes
+
+
+@dataclass
+class _Stall:
+    """What was true while the disk held the positions write."""
+
+    saving: dict[FileId, int]  # the offsets being written
+    received: set[str]  # the lines Loki had when the write began
+    requests_before: int
+    requests_after: int = -1
+
+
+def test_a_slow_positions_write_stalls_no_shipping_and_saves_only_acknowledged_offsets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pod = PodLog(tmp_path, "disk", "app-0", "app")
+    positions = tmp_path / "positions.json"
+    temp = positions.with_name("positions.json.tmp")
+    stalls: list[_Stall] = []
+    fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if not stalls and os.readlink(f"/proc/self/fd/{fd}") == str(temp):
+            stall = _Stall(saved_positions(temp), {e.line for e in receiver.entries},
+                           receiver.requests)
+            stalls.append(stall)
+            time.sleep(SLOW_DISK)
+            stall.requests_after = receiver.requests
+        fsync(fd)
+
+    writing = threading.Event()
+
+    def kubelet() -> None:  # writes on, whatever the agent's loop is doing
+        batch = 0
+        while writing.is_set():
+            pod.lines(f"b{batch:03d}", 20)
+            batch += 1
+            time.sleep(0.05)
+
+    async def scenario() -> None:
+        async with running(make_config(tmp_path, receiver.url)):
+            writing.set()
+            writer = threading.Thread(target=kubelet)
+            writer.start()
+            try:
+                await until(lambda: bool(stalls) and stalls[0].requests_after >= 0,
+                            timeout=SLOW_DISK + 10)
+            finally:
+                writing.clear()
+                await asyncio.to_thread(writer.join)
+            await until(lambda: len(receiver.entries) >= len(pod.written))
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario())
+        entries = receiver.entries
+    stall = stalls[0]
+    pushed = stall.requests_after - stall.requests_before
+    assert pushed >= 3, f"{pushed} pushes while the disk held the write for {SLOW_DISK}s"
+    ends = line_ends([pod.file])
+    assert stall.saving
+    covered = {m for m, (file, end) in ends.items() if end <= stall.saving.get(file, 0)}
+    assert covered <= stall.received  # only acknowledged lines are saved as done
+    assert assert_none_missing(entries, pod.written, "slow positions disk") == 0
+    # The final save at shutdown happened, after the slow one: everything is covered.
+    assert saved_positions(positions) == {ends[pod.written[-1]][0]: pod.file.stat().st_size}

@@ -11,7 +11,7 @@ import pytest
 from shipper.agent import Agent
 from shipper.model import FileId
 from tests.support.agent import make_config, running, until
-from tests.support.faults import assert_none_missing, assert_stream_order
+from tests.support.faults import assert_none_missing, assert_stream_order, get
 from tests.support.kubelet import PodLog
 from tests.support.loki_receiver import LokiReceiver
 
@@ -142,6 +142,33 @@ def test_partial_400_counts_the_rejected_lines_and_positions_still_advance(
     assert assert_none_missing(entries, kept, "partial 400") == 0
 
 
+def test_odd_answers_from_loki_are_retried_and_delivery_goes_on(tmp_path: Path) -> None:
+    """An answer the client cannot read is a transport failure like a 503, never the end of the
+    delivery task: once Loki answers properly again, everything arrives."""
+    pod = PodLog(tmp_path, "odd", "app-0", "app")
+    odd = [b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (128 * 1024) + b"\r\n\r\n",
+           b"\x00" * (128 * 1024),
+           b"HTTP/1.1 204 No Content\r\nContent-",
+           b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        async with running(make_config(tmp_path, receiver.url)) as agent:
+            for n, raw in enumerate(odd):
+                receiver.answer_raw(raw)
+                target = receiver.requests + 2  # met, and retried
+                pod.lines(f"odd{n}", 50)
+                await until(lambda: receiver.requests >= target)  # noqa: B023 (awaited here)
+            receiver.accept()
+            await until(lambda: {e.line for e in receiver.entries} >= set(pod.written))
+            assert _sample(agent, "shipper_request_duration_seconds_count",
+                           status_code="error") >= 2 * len(odd)
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert assert_none_missing(entries, pod.written, "odd answers") == 0
+
+
 def test_a_stalled_loki_does_not_hold_back_reading_below_the_bound(tmp_path: Path) -> None:
     """The retry of one batch must not keep other files from filling the buffer."""
     pods = [PodLog(tmp_path, "stall", f"app-{i}", f"c{i}") for i in range(4)]
@@ -162,3 +189,44 @@ def test_a_stalled_loki_does_not_hold_back_reading_below_the_bound(tmp_path: Pat
         asyncio.run(scenario(receiver))
         entries = receiver.entries
     assert assert_none_missing(entries, [m for p in pods for m in p.written], "read ahead") == 0
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    ("404", "404 Not Found: check loki.url: Loki's push path is /loki/api/v1/push"),
+    ("401", "401 Unauthorized: check the credentials"),
+])
+def test_a_misconfiguration_drops_nothing_holds_positions_and_fails_ready_at_once(
+        tmp_path: Path, fault: str, says: str) -> None:
+    """A wrong path or wrong credentials are not bad data: every line waits on disk, /ready
+    says what to check at once (not after ready_push_failure_window), and once the cause is
+    fixed everything is delivered."""
+    pod = PodLog(tmp_path, "misconfigured", "app-0", "app")
+
+    async def ready(agent: Agent) -> tuple[int, str]:
+        return await asyncio.to_thread(get, agent.server.port or 0, "/ready")
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        path = "/api/v1/push" if fault == "404" else "/loki/api/v1/push"  # /loki left out
+        if fault == "401":
+            receiver.fail(401, body="no org id")
+        url = f"http://127.0.0.1:{receiver.port}{path}"
+        config = make_config(tmp_path, url, server={"ready_push_failure_window": "1h"})
+        async with running(config) as agent:
+            pod.lines("held", 300)
+            await until(lambda: receiver.requests >= 3)  # met, and retried
+            status, why = await ready(agent)
+            assert status == 503 and why.startswith(f"push answered HTTP {says}"), why
+            st = os.stat(pod.file)
+            assert agent.positions.offset(FileId(st.st_dev, st.st_ino)) in (None, 0)
+            assert _sample(agent, "shipper_dropped_entries_total", reason="bad_request") == 0
+            receiver.paths.add(path)  # fixed: the path is served, the tenant accepted
+            receiver.accept()
+            await until(lambda: {e.line for e in receiver.entries} >= set(pod.written))
+            await until(lambda: agent.positions.offset(FileId(st.st_dev, st.st_ino))
+                        == st.st_size)
+            assert await ready(agent) == (200, "ready\n")
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert assert_none_missing(entries, pod.written, "misconfiguration") == 0

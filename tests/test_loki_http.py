@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from shipper.config import TLSConfig
 from shipper.loki.http import (
     MAX_BODY,
+    MAX_HEAD,
     ConnectError,
     ConnectionLost,
     HttpClient,
@@ -21,6 +21,7 @@ from shipper.loki.http import (
     RequestTimeout,
     build_ssl_context,
 )
+from tests.support.tls import make_cert
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 
@@ -248,15 +249,83 @@ def test_truncated_answer_is_connection_lost_and_header_injection_refused() -> N
     asyncio.run(scenario())
 
 
+# -- odd answers: each a TransportError, the connection never reused ------------------------------
+
+BIG = MAX_HEAD + 1024
+ODD_ANSWERS = {  # the exact bytes of an answer, whether the server then closes, what it raises
+    "head-over-the-limit": (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * BIG + b"\r\n\r\n", False,
+                            ProtocolError),
+    "garbage-without-blank-line": (b"\x00garbage" * (BIG // 8), False, ProtocolError),
+    "garbage-then-close": (b"SSH-2.0-OpenSSH_9.2\r\n", True, ConnectionLost),
+    "closed-mid-head": (b"HTTP/1.1 200 OK\r\nContent-", True, ConnectionLost),
+    "status-code-of-four-digits": (b"HTTP/1.1 2000 OK\r\n\r\n", False, ProtocolError),
+    "status-code-out-of-range": (b"HTTP/1.1 099 Odd\r\n\r\n", False, ProtocolError),
+    "not-http": (b"ICY 200 OK\r\n\r\n", False, ProtocolError),
+    "switching-protocols": (b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + NO_CONTENT, False,
+                            ProtocolError),
+    "interim-storm": (b"HTTP/1.1 100 Continue\r\n\r\n" * 100 + NO_CONTENT, False,
+                      ProtocolError),
+    "chunk-size-0x": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"0x5\r\nhello\r\n0\r\n\r\n", False, ProtocolError),
+    "chunk-size-not-hex": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"zz\r\nhello\r\n0\r\n\r\n", False, ProtocolError),
+    "chunk-size-underscore": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"1_0\r\n0123456789abcdef\r\n0\r\n\r\n", False, ProtocolError),
+    "chunk-without-crlf": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"5\r\nhelloXY0\r\n\r\n", False, ProtocolError),
+    "chunked-then-close": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                           True, ConnectionLost),
+    "content-length-plus": (b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", False,
+                            ProtocolError),
+    "content-length-negative": (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", False,
+                                ProtocolError),
+    "content-lengths-that-differ": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                                    b"Content-Length: 4\r\n\r\nokok", False, ProtocolError),
+    "content-length-longer-than-sent": (b"HTTP/1.1 400 Bad\r\nContent-Length: 100\r\n\r\nshort",
+                                        True, ConnectionLost),
+}
+
+
+@pytest.mark.parametrize("name", ODD_ANSWERS)
+def test_an_odd_answer_is_a_transport_error_and_the_next_post_uses_a_new_connection(
+        name: str) -> None:
+    raw, close, error = ODD_ANSWERS[name]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(raw if n == 1 else NO_CONTENT)
+        await writer.drain()
+        return not (n == 1 and close)
+
+    async def scenario() -> None:
+        async with Server(handler) as server:
+            http = client(server)
+            with pytest.raises(error):
+                await http.post(b"a", {})
+            assert (await http.post(b"b", {})).status == 204
+            await http.aclose()
+        assert server.connections == 2
+    asyncio.run(scenario())
+
+
+def test_a_close_delimited_body_is_read_to_its_end_across_segments() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\nfirst part, ")
+        await writer.drain()
+        await asyncio.sleep(0.05)  # a second TCP segment
+        writer.write(b"second part")
+        await writer.drain()
+        return False
+
+    async def scenario() -> None:
+        async with Server(handler) as server:
+            http = client(server)
+            response = await http.post(b"a", {})
+            await http.aclose()
+        assert (response.status, response.body) == (400, b"first part, second part")
+    asyncio.run(scenario())
+
+
 # -- TLS -----------------------------------------------------------------------------------------
-
-def make_cert(directory: Path, name: str) -> tuple[Path, Path]:
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", f"/CN={name}", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
-
 
 def test_tls_with_ca_file_client_certificate_and_insecure_skip_verify(tmp_path: Path) -> None:
     server_cert, server_key = make_cert(tmp_path, "loki")

@@ -16,14 +16,7 @@ from prometheus_client import generate_latest
 
 from shipper.config import BasicAuthConfig, LokiConfig
 from shipper.loki.dryrun import StdoutPusher
-from shipper.loki.pusher import (
-    LokiPusher,
-    Outcome,
-    PushResult,
-    rejected_count,
-    rejection_reason,
-    retry_after_seconds,
-)
+from shipper.loki.pusher import LokiPusher, Outcome, PushResult
 from shipper.metrics import Metrics
 from shipper.model import Entry, Stream
 from tests.support.loki_receiver import LokiReceiver
@@ -119,15 +112,6 @@ def test_retry_after_is_honoured_in_seconds_and_capped_by_max_backoff() -> None:
     assert sleeps.delays == [3.0, 10.0]
 
 
-def test_retry_after_values() -> None:
-    now = 1_764_230_400.0  # Thu, 27 Nov 2025 08:00:00 GMT
-    assert retry_after_seconds("7", now) == 7.0
-    assert retry_after_seconds("Thu, 27 Nov 2025 08:00:30 GMT", now) == 30.0
-    assert retry_after_seconds("Thu, 27 Nov 2025 07:00:00 GMT", now) == 0.0
-    assert retry_after_seconds("soon", now) is None
-    assert retry_after_seconds(None, now) is None
-
-
 def test_backoff_doubles_with_full_jitter_up_to_max_backoff() -> None:
     def delays(rng: Callable[[], float]) -> list[float]:
         with LokiReceiver() as receiver:
@@ -200,30 +184,6 @@ def test_a_partial_400_counts_only_the_ignored_entries() -> None:
     assert result == PushResult(Outcome.REJECTED, 400, 1, 3, "line_too_long")
     assert sample(metrics, "shipper_dropped_entries_total", reason="line_too_long") == 3
     assert sample(metrics, "shipper_sent_entries_total") == 3
-
-
-@pytest.mark.parametrize(("message", "reason"), [
-    ("Max entry size '256' bytes exceeded for stream '{a=\"b\"}' while adding an entry with "
-     "length '300' bytes", "line_too_long"),
-    ("entry for stream '{a=\"b\"}' has timestamp too new: 2030-01-01", "too_far_in_future"),
-    ("Ingestion rate limit exceeded for user fake (limit: 10 bytes/sec)", "rate_limited"),
-    ("Maximum active stream limit exceeded when trying to create stream", "stream_limit"),
-    ("entry too far behind, entry timestamp is: x", "too_old"),
-    ("error at least one label pair is required per stream", "bad_request"),
-    ("", "bad_request"),
-])
-def test_rejection_reasons(message: str, reason: str) -> None:
-    assert rejection_reason(message) == reason
-
-
-def test_rejected_counts() -> None:
-    two_streams = ("user 'a', total ignored: 2 out of 5 for stream: {a=\"b\"}\n"
-                   "entry with timestamp x ignored, reason: 'y',\n"
-                   "user 'a', total ignored: 1 out of 1 for stream: {a=\"c\"}")
-    assert rejected_count(two_streams, 6) == 3
-    assert rejected_count("total ignored: 9 out of 9", 6) == 6  # never more than the batch
-    assert rejected_count("3 errors like: line too long; 2 errors like: too old", 10) == 5
-    assert rejected_count("something else", 6) == 6
 
 
 def test_failing_since_and_one_log_event_per_streak(caplog: pytest.LogCaptureFixture) -> None:
@@ -343,7 +303,8 @@ def test_secrets_never_reach_logs_errors_or_metrics(tmp_path: Path,
             sleeps = Sleeps(lambda n: receiver.reset() if n == 1 else receiver.accept())
             push(receiver, batch("x"), sleep=sleeps, metrics=metrics, **auth)
             receiver.fail(401, body=echo)
-            push(receiver, batch("y"), metrics=metrics, **auth)
+            push(receiver, batch("y"), sleep=Sleeps(lambda n: receiver.accept()),
+                 metrics=metrics, **auth)
         seen = " ".join(h.get("Authorization", "") for h in receiver.headers_seen)
     assert all(secret in seen for secret in secrets[1:])  # they were sent...
     text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
@@ -370,3 +331,224 @@ def test_dry_run_prints_one_json_object_per_entry() -> None:
          "structured_metadata": {"pod": "api-1", "stream": "stdout"},
          "timestamp_ns": T0 + 2, "line": "later ✓"},
     ]
+
+
+# -- 413: split down to single entries -----------------------------------------------------------
+
+def test_a_413_splits_the_batch_and_drops_only_single_entries_still_too_large(
+        caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    big = [os.urandom(2500).hex() for _ in range(2)]  # 5000 chars that snappy cannot shrink
+    api = [f"api-{i}" for i in range(6)]
+    api[2], api[5] = big
+    streams = {**batch(*api), **batch(*(f"web-{i}" for i in range(5)), stream=WEB)}
+    with LokiReceiver() as receiver, caplog.at_level(logging.INFO, "shipper.loki.pusher"):
+        receiver.limit_body(2000)
+        result = push(receiver, streams, metrics=metrics)
+        stored = receiver.entries
+        requests = receiver.requests
+    assert [e.line for e in stored if e.labels["app"] == "api"] == [
+        line for line in api if line not in big]  # in order, each stream's order kept
+    assert [e.line for e in stored if e.labels["app"] == "web"] == [f"web-{i}" for i in range(5)]
+    assert result == PushResult(Outcome.REJECTED, 413, requests, 2, "too_large")
+    assert requests <= 2 * 11 - 1  # a binary split: never more requests than tree nodes
+    assert sample(metrics, "shipper_dropped_entries_total", reason="too_large") == 2
+    assert sample(metrics, "shipper_dropped_bytes_total", reason="too_large") == 10_000
+    assert sample(metrics, "shipper_sent_entries_total") == 9
+    assert sample(metrics, "shipper_sent_bytes_total") == sum(len(e.line) for e in stored)
+    drops = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.line_bytes for r in drops] == [5000, 5000]  # type: ignore[attr-defined]
+    assert all("over the limit" in r.loki_message for r in drops)  # type: ignore[attr-defined]
+
+
+def test_a_413_whose_halves_fit_delivers_everything() -> None:
+    lines = [os.urandom(300).hex() for _ in range(8)]  # 600 chars each: 4 per half fit
+    with LokiReceiver() as receiver:
+        receiver.limit_body(3000)
+        result = push(receiver, batch(*lines))
+        assert [e.line for e in receiver.entries] == lines
+        assert receiver.requests == 3
+    assert result == PushResult(Outcome.DELIVERED, 413, 3, 0, "")
+
+
+# -- every other 4xx and 3xx: a misconfiguration, retried, never dropped -----------------------
+
+@pytest.mark.parametrize(("status", "location", "says"), [
+    (401, None, "401 Unauthorized: check the credentials (loki.bearer_token_file"),
+    (403, None, "403 Forbidden: check the credentials"),
+    (404, None, "404 Not Found: check loki.url: Loki's push path is /loki/api/v1/push"),
+    (405, None, "405 Method Not Allowed: check loki.url"),
+    (407, None, "proxy's credentials"),
+    (301, "http://loki.example:3100/loki/api/v1/push",
+     "loki.url redirects to http://loki.example:3100/loki/api/v1/push; set loki.url to it"),
+    (302, "/other/loki/api/v1/push", "redirects to http://127.0.0.1:"),
+    (303, "https://user:pw@loki.example/push", "redirects to https://loki.example/push;"),
+    (418, None, "418 I'm a Teapot: check loki.url, the credentials and any proxy"),
+    (499, None, "HTTP 499: check loki.url"),
+    (300, None, "300 Multiple Choices"),
+])
+def test_a_misconfiguration_is_retried_never_dropped_and_says_what_to_check(
+        status: int, location: str | None, says: str) -> None:
+    metrics = Metrics()
+    reasons: list[str | None] = []
+
+    async def run(receiver: LokiReceiver) -> PushResult:
+        pusher: LokiPusher
+
+        async def sleep(delay: float) -> None:
+            reasons.append(pusher.misconfigured)
+            if len(reasons) == 3:
+                receiver.accept()
+
+        pusher = LokiPusher(LokiConfig(url=receiver.url), metrics, sleep=sleep, rng=lambda: 1.0)
+        try:
+            return await pusher.push(*_args(batch("x", "y")))
+        finally:
+            assert pusher.misconfigured is None  # settled: the verdict is cleared
+            await pusher.aclose()
+
+    with LokiReceiver() as receiver:
+        receiver.fail(status, body="no", location=location)
+        result = asyncio.run(run(receiver))
+        assert [e.line for e in receiver.entries] == ["x", "y"]
+    assert result == PushResult(Outcome.DELIVERED, 204, 4, 0)
+    assert len(set(reasons)) == 1 and says in str(reasons[0]), reasons[0]
+    assert "pw" not in str(reasons[0])
+    assert sample(metrics, "shipper_batch_retries_total") == 3
+    assert "shipper_dropped_entries_total{" not in generate_latest(metrics.registry).decode()
+
+
+def test_a_misconfiguration_is_logged_once_per_streak_and_kept_through_transport_errors(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reasons: list[str | None] = []
+
+    async def run(receiver: LokiReceiver) -> None:
+        pusher: LokiPusher
+        script: dict[int, Callable[[], object]] = {
+            3: receiver.refuse,
+            4: lambda: (receiver.fail(403), receiver.start()),
+            6: lambda: receiver.fail_next(1, 503),
+            8: receiver.accept}
+
+        async def sleep(delay: float) -> None:
+            reasons.append(pusher.misconfigured)
+            script.get(len(reasons), lambda: None)()
+
+        pusher = LokiPusher(LokiConfig(url=receiver.url), Metrics(), sleep=sleep)
+        await pusher.push(*_args(batch("x")))
+        await pusher.aclose()
+
+    with LokiReceiver() as receiver, caplog.at_level(logging.DEBUG, "shipper.loki.pusher"):
+        receiver.fail(401)
+        asyncio.run(run(receiver))
+    # 401 x3, refused (the verdict is kept), 403 x2, a 503 clears it, 403 again, accepted
+    assert [r and r.split("HTTP ")[1][:3] for r in reasons] == [
+        "401", "401", "401", "401", "403", "403", None, "403"]
+    loud = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert loud == [
+        ("WARNING", "Loki refuses the configuration: retrying, nothing is dropped"),  # 401
+        ("WARNING", "Loki refuses the configuration: retrying, nothing is dropped"),  # 403
+        ("WARNING", "Loki refuses the configuration: retrying, nothing is dropped"),  # 403 again
+        ("INFO", "push recovered"),
+    ]
+
+
+# -- 307/308: followed on the same host, never elsewhere -----------------------------------------
+
+V2 = "/v2/loki/api/v1/push"
+
+
+@pytest.mark.parametrize(("status", "location", "served"), [
+    (308, V2, V2),  # relative to the host
+    (307, "v2", "/loki/api/v1/v2"),  # relative to the path
+    (307, "http://127.0.0.1:{port}" + V2, V2),  # absolute: same scheme, host and port
+])
+def test_a_307_or_308_on_the_same_host_is_followed_with_the_credentials(
+        tmp_path: Path, status: int, location: str, served: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-1")
+    with LokiReceiver() as receiver, caplog.at_level(logging.INFO, "shipper.loki.pusher"):
+        receiver.paths.add(served)
+        receiver.redirect("/loki/api/v1/push", status, location.format(port=receiver.port))
+        first = push(receiver, batch("a"), bearer_token_file=str(token))
+        second = push(receiver, batch("b"), bearer_token_file=str(token))
+        assert [e.line for e in receiver.entries] == ["a", "b"]
+        assert receiver.paths_seen == ["/loki/api/v1/push", served] * 2
+        assert [h["Authorization"] for h in receiver.headers_seen] == ["Bearer tok-1"] * 4
+    assert first == second == PushResult(Outcome.DELIVERED, 204, 1, 0)
+    assert [r.getMessage() for r in caplog.records].count(
+        "loki.url redirects: following to the same host; set loki.url to the new address to "
+        "save a request") == 2  # once per pusher
+
+
+def test_redirects_are_followed_up_to_five_hops() -> None:
+    with LokiReceiver() as receiver:
+        hops = [f"/hop{i}/push" for i in range(6)]
+        for here, there in zip(["/loki/api/v1/push", *hops[:4]], hops[:5], strict=True):
+            receiver.redirect(here, 307, there)
+        receiver.paths.add(hops[4])  # five hops to a path that takes pushes
+        assert push(receiver, batch("a")).outcome is Outcome.DELIVERED
+        assert receiver.paths_seen == ["/loki/api/v1/push", *hops[:5]]
+
+        receiver.redirect(hops[4], 307, hops[5])  # six hops: a misconfiguration
+        reasons: list[str | None] = []
+
+        async def run() -> None:
+            pusher: LokiPusher
+
+            async def sleep(delay: float) -> None:
+                reasons.append(pusher.misconfigured)
+                receiver.accept()
+                receiver.paths.add(hops[5])
+
+            pusher = LokiPusher(LokiConfig(url=receiver.url), Metrics(), sleep=sleep)
+            await pusher.push(*_args(batch("b")))
+            await pusher.aclose()
+
+        asyncio.run(run())
+        assert [e.line for e in receiver.entries] == ["a", "b"]
+    assert "redirects more than 5 times, last to http://127.0.0.1:" in str(reasons[0])
+    assert str(reasons[0]).endswith("/hop5/push; set loki.url to the final address")
+
+
+@pytest.mark.parametrize(("location", "says"), [
+    ("http://localhost:{port}" + V2, "redirects to http://localhost:{port}/v2/loki/api/v1/push, "
+     "another host: not followed, as credentials are not sent to another host"),
+    ("http://127.0.0.1:1" + V2, "redirects to http://127.0.0.1:1/v2"),  # another port
+    ("https://127.0.0.1:{port}" + V2, "redirects to https://127.0.0.1:"),  # another scheme
+    (None, "HTTP 307 Temporary Redirect without a Location: check loki.url"),
+])
+def test_a_redirect_elsewhere_is_not_followed_with_the_credentials(
+        tmp_path: Path, location: str | None, says: str) -> None:
+    (tmp_path / "pw").write_text("pw-Zq8yN")
+    reasons: list[str | None] = []
+    with LokiReceiver() as receiver:
+        receiver.paths.add(V2)
+        if location is None:
+            receiver.fail(307)
+        else:
+            receiver.redirect("/loki/api/v1/push", 307, location.format(port=receiver.port))
+
+        async def run() -> PushResult:
+            pusher: LokiPusher
+
+            async def sleep(delay: float) -> None:
+                reasons.append(pusher.misconfigured)
+                if len(reasons) == 2:
+                    receiver.accept()
+
+            auth = BasicAuthConfig("user", str(tmp_path / "pw"))
+            pusher = LokiPusher(LokiConfig(url=receiver.url, basic_auth=auth), Metrics(),
+                                sleep=sleep)
+            try:
+                return await pusher.push(*_args(batch("x")))
+            finally:
+                await pusher.aclose()
+
+        result = asyncio.run(run())
+        assert receiver.paths_seen == ["/loki/api/v1/push"] * 3  # never /v2, on any host
+        assert [e.line for e in receiver.entries] == ["x"]
+    assert (result.outcome, result.attempts) == (Outcome.DELIVERED, 3)
+    assert reasons[0] == reasons[1]
+    assert says.format(port=receiver.port) in str(reasons[0]), reasons[0]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
 
+from shipper import positions as positions_module
 from shipper.metrics import Metrics
 from shipper.model import FileId
 from shipper.positions import VERSION, Positions
+from tests.support.agent import until
 
 FILE = FileId(7, 42)
 
@@ -55,7 +59,7 @@ def test_save_and_load_round_trip_atomically(tmp_path: Path) -> None:
     path = tmp_path / "state" / "positions.json"
     positions = Positions(str(path), Metrics())
     positions.open(FILE, "/var/log/pods/x/0.log", 1234)
-    assert positions.save()
+    assert asyncio.run(positions.save())
     raw = json.loads(path.read_text())
     assert raw["version"] == VERSION
     assert raw["files"] == [{"dev": 7, "ino": 42, "path": "/var/log/pods/x/0.log", "offset": 1234}]
@@ -94,9 +98,48 @@ def test_unwritable_directory_is_counted_and_retried(tmp_path: Path) -> None:
     metrics = Metrics()
     positions = Positions(str(blocker / "positions.json"), metrics)
     positions.open(FILE, "a", 5)
-    assert not positions.save()
+    assert not asyncio.run(positions.save())
     assert positions.write_error
     assert metrics.positions_write_errors._value.get() == 1
     blocker.unlink()
-    assert positions.save()  # retried on the next call, and recovers
+    assert asyncio.run(positions.save())  # retried on the next call, and recovers
     assert positions.write_error is None
+
+
+def test_writes_leave_the_loop_free_one_at_a_time_newest_last(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "p.json"
+    positions = Positions(str(path), Metrics())
+    positions.open(FILE, "a", 0)
+    first, second = positions.issue(FILE, 10), positions.issue(FILE, 20)
+    for ticket in (first, second):
+        positions.hold(ticket)  # in a batch
+        positions.seal(ticket)
+    held = threading.Event()  # the disk answers once set
+    started: list[int] = []  # offsets, as each write begins
+    write = positions_module.write_atomically
+
+    def slow_disk(target: Path, body: bytes) -> None:
+        started.append(json.loads(body)["files"][0]["offset"])
+        assert held.wait(10)
+        write(target, body)
+
+    monkeypatch.setattr(positions_module, "write_atomically", slow_disk)
+
+    async def scenario() -> None:
+        positions.release(first)  # acknowledged
+        saver = asyncio.create_task(positions.save())
+        await until(lambda: started == [10])  # the loop runs while the disk holds the write
+        saver.cancel()  # as at shutdown: the write in flight goes on
+        positions.release(second)
+        final = asyncio.create_task(positions.save())
+        await asyncio.sleep(0.2)
+        assert started == [10]  # waits for the write in flight: never two at once
+        held.set()
+        assert await final
+        assert started == [10, 20]  # the newer snapshot lands last
+        assert await positions.save()
+        assert started == [10, 20]  # unchanged: not written again
+
+    asyncio.run(scenario())
+    assert Positions(str(path), Metrics()).load() == {FILE: ("a", 20)}

@@ -10,10 +10,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx2 as httpx
+import yaml
 from lightkube import ConfigError as KubeConfigError
 from lightkube import KubeConfig, SingleConfig
 from lightkube.config.client_adapter import AsyncClient, ConnectionParams
+from lightkube.config.models import User
 
+from shipper.checks import file_problem, tls_problem
 from shipper.config import ConfigError, KubernetesConfig
 from shipper.kube.pod_cache import PodCache
 from shipper.metrics import Metrics
@@ -39,19 +42,64 @@ class _Restart(Exception):
         self.reason = reason  # gone: relist | status: unexpected answer | error: anything else
 
 
+class _Unusable(Exception):
+    """A file the kubeconfig names cannot be used; the message says which and why."""
+
+
+_TLS_NAMES = {"ca_file": "certificate-authority", "cert_file": "client-certificate",
+              "key_file": "client-key"}
+
+
+def _check_named_files(single: SingleConfig) -> None:
+    """The files a kubeconfig context names, loaded on their own so the message names one."""
+    user = single.user or User()
+
+    def path(name: str | None) -> str:  # relative to the kubeconfig, as kubectl reads them
+        return str(single.abs_file(name)) if name else ""
+
+    tls = {"ca_file": path(single.cluster.certificate_auth),
+           "cert_file": path(user.client_cert),
+           "key_file": path(user.client_key)}
+    if problem := tls_problem(**tls):
+        role, reason = problem
+        raise _Unusable(f"its {_TLS_NAMES[role]} {tls[role]!r} {reason}")
+    token_file = path(user.token_file)
+    if token_file and (token_problem := file_problem(token_file)):
+        raise _Unusable(f"its tokenFile {token_file!r} {token_problem}")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join((str(exc) or type(exc).__name__).split())
+
+
 def load_kube_config(config: KubernetesConfig) -> SingleConfig:
-    """The kubeconfig file if one is given, else the in-cluster service account."""
+    """The kubeconfig file if one is given, else the in-cluster service account. What it names
+    is loaded here as the watch will load it, so that a missing or bad file fails at start
+    naming the key, not later inside the watch."""
+    key = "kubernetes.kubeconfig"
+    where = repr(config.kubeconfig) if config.kubeconfig else "the in-cluster service account"
+    if config.kubeconfig and (problem := file_problem(config.kubeconfig)):
+        raise ConfigError(key, f"{where} {problem}")  # lightkube says "not found" for a directory
     try:
         if config.kubeconfig:
             kubeconfig = KubeConfig.from_file(config.kubeconfig)
         else:
             kubeconfig = KubeConfig.from_service_account()
         single = kubeconfig.get()
-    except Exception as exc:  # whatever is wrong in the file, name the key and the reason
-        where = config.kubeconfig or "in-cluster service account"
-        raise ConfigError("kubernetes.kubeconfig", f"cannot use {where}: {exc!r}") from None
+        if single is not None:
+            _check_named_files(single)
+            ConnectionParams().httpx_params(single)  # the TLS context and auth the watch uses
+    except _Unusable as exc:
+        raise ConfigError(key, f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(key, f"{where} is not valid YAML: {_one_line(exc)}") from None
+    except (AttributeError, TypeError):  # YAML, but not shaped as a kubeconfig
+        raise ConfigError(key, f"{where} is not a kubeconfig (a mapping with clusters, users "
+                          "and contexts)") from None
+    except Exception as exc:  # whatever else is wrong in the file, name the key and the reason
+        raise ConfigError(key, f"cannot use {where}: {_one_line(exc)}") from None
     if single is None:
-        raise ConfigError("kubernetes.kubeconfig", "no current context")
+        raise ConfigError(key, f"{where} has no current context")
     return single
 
 

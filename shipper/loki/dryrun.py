@@ -16,6 +16,7 @@ class StdoutPusher:
     """Prints what LokiPusher would send, stream by stream in timestamp order."""
 
     failing_since: float | None = None  # writing never fails in a way a retry would fix
+    misconfigured: str | None = None
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out if out is not None else sys.stdout

@@ -3,13 +3,17 @@
 Measured CPU per keep-alive POST: httpx ~1 ms, aiohttp ~0.15 ms, asyncio streams ~0.02 ms; the
 push path is the hot network path, so this is all the HTTP the agent needs and no more.
 
+Through a forward proxy (proxy.py chooses it): an https URL is reached through a CONNECT
+tunnel, TLS to Loki's host inside it; an http URL by sending the absolute URL to the proxy.
+
 Exceptions:
 
     TransportError           no usable HTTP answer: retry later
-    ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake)
+    ├── ConnectError         could not connect (refused, unreachable, DNS, TLS handshake, a
+    │                        proxy refusing CONNECT)
     ├── RequestTimeout       the whole exchange took longer than the timeout
     ├── ConnectionLost       reset or closed before the answer was complete
-    └── ProtocolError        the answer is not HTTP/1.1 as we speak it
+    └── ProtocolError        the answer is not HTTP/1.1 as we speak it, or over a limit
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ssl import SSLContext
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shipper.config import TLSConfig
+from shipper.loki.framing import MAX_BODY, parse_head, read_body
+from shipper.loki.proxy import Proxy, connect_refused, connect_request
 
-MAX_BODY = 64 * 1024  # of an answer: Loki's are short; the rest of a longer one is not read
-_MAX_HEADERS = 100
+MAX_HEAD = MAX_BODY  # the reader's limit: a longer status line and headers are a ProtocolError
+_MAX_INTERIM = 8  # 1xx answers before the real one: servers send one or two (100, 103)
+_URL_SAFE = "/%:@!$&'()*+,;=?-._~"  # RFC 3986 pchar and query characters: kept as they are
 
 
 class TransportError(Exception):
@@ -72,7 +79,8 @@ def build_ssl_context(tls: TLSConfig) -> SSLContext:
 class HttpClient:
     """POSTs to one URL over one reused connection; concurrent posts take turns."""
 
-    def __init__(self, url: str, *, timeout: float, ssl: SSLContext | None) -> None:
+    def __init__(self, url: str, *, timeout: float, ssl: SSLContext | None,
+                 proxy: Proxy | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("expected an http:// or https:// URL with a host")
@@ -81,11 +89,13 @@ class HttpClient:
         self._ssl: SSLContext | None = None
         if parts.scheme == "https":
             self._ssl = ssl or build_ssl_context(TLSConfig())
+        self._scheme = parts.scheme
         host = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_port = f"{host}:{self._port}"  # CONNECT's target, and for messages
         default_port = self._port == (443 if self._ssl else 80)
-        authority = host if default_port else f"{host}:{self._port}"
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self._head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n"
+        self._authority = host if default_port else self._host_port
+        self._proxy = proxy
+        self._head = self._request_head(_target(parts.path, parts.query))
         self._timeout = timeout
         self._lock = asyncio.Lock()
         self._reader: asyncio.StreamReader | None = None
@@ -93,11 +103,37 @@ class HttpClient:
 
     @property
     def endpoint(self) -> str:
-        """host:port, for messages: the URL may carry credentials, this never does."""
-        return f"{self._host}:{self._port}"
+        """host:port (and the proxy's), for messages: a URL may carry credentials, this never
+        does."""
+        via = f" via {self._proxy.endpoint}" if self._proxy is not None else ""
+        return f"{self._host_port}{via}"
 
-    async def post(self, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
-        lines = [self._head, f"Content-Length: {len(body)}\r\n"]
+    def _request_head(self, target: str) -> str:
+        host = f"Host: {self._authority}\r\n"
+        if self._proxy is None or self._ssl is not None:
+            return f"POST {target} HTTP/1.1\r\n{host}"
+        # Plain http through the proxy: the absolute URL tells it where to forward the request.
+        auth = self._proxy.authorization
+        return (f"POST http://{self._authority}{target} HTTP/1.1\r\n{host}"
+                + (f"Proxy-Authorization: {auth}\r\n" if auth else ""))
+
+    def target_on_origin(self, url: str) -> str | None:
+        """The request target (path and query) of `url` if it has this client's scheme, host and
+        port, else None: what a redirect may be followed to with the credentials attached."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number
+            return None
+        if (parts.scheme, parts.hostname, port) != (self._scheme, self._host, self._port):
+            return None
+        return _target(parts.path, parts.query)
+
+    async def post(self, body: bytes, headers: Mapping[str, str],
+                   target: str | None = None) -> HttpResponse:
+        """POST to the URL, or to `target` on its origin (from target_on_origin)."""
+        head = self._head if target is None else self._request_head(target)
+        lines = [head, f"Content-Length: {len(body)}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"header {name!r} holds a line break")
@@ -137,6 +173,9 @@ class HttpClient:
                 raise _Stale from exc
             raise ConnectionLost(f"connection to {self.endpoint} lost before an answer: "
                                  f"{exc!r}") from None
+        except asyncio.LimitOverrunError:
+            raise ProtocolError(f"bad answer from {self.endpoint}: no end of its head within "
+                                f"{MAX_HEAD} bytes") from None
         try:
             return await self._response(reader, head)
         except (OSError, asyncio.IncompleteReadError) as exc:
@@ -145,33 +184,49 @@ class HttpClient:
             raise ProtocolError(f"bad answer from {self.endpoint}: {exc}") from None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        proxy = self._proxy
+        host, port = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
         try:
             self._reader, self._writer = await asyncio.open_connection(
-                self._host, self._port, ssl=self._ssl, limit=MAX_BODY)
+                host, port, ssl=self._ssl if proxy is None else None, limit=MAX_HEAD)
         except OSError as exc:  # ssl.SSLError included: a failed handshake
-            raise ConnectError(f"cannot connect to {self.endpoint}: {exc}") from None
+            where = self.endpoint if proxy is None else f"{proxy.endpoint} for {self._host_port}"
+            raise ConnectError(f"cannot connect to {where}: {exc}") from None
+        if proxy is not None and self._ssl is not None:
+            await self._tunnel(proxy, self._ssl, self._reader, self._writer)
         return self._reader, self._writer
 
+    async def _tunnel(self, proxy: Proxy, context: SSLContext, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        """CONNECT through the proxy, then TLS inside the tunnel with Loki's host: its name for
+        SNI and for the certificate check, never the proxy's."""
+        authority = self._host_port
+        try:
+            writer.write(connect_request(authority, proxy))
+            await writer.drain()
+            _, status, _ = parse_head(await reader.readuntil(b"\r\n\r\n"))
+            if 200 <= status < 300:
+                await writer.start_tls(context, server_hostname=self._host)
+                return
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ValueError) as exc:  # ssl errors included: a failed handshake with Loki
+            raise ConnectError(f"cannot connect to {authority} through {proxy.endpoint}: "
+                               f"{str(exc) or repr(exc)}") from None
+        raise ConnectError(connect_refused(status, proxy, authority))
+
     async def _response(self, reader: asyncio.StreamReader, head: bytes) -> HttpResponse:
-        version, status, headers = _head(head)
+        """Raises ValueError or LimitOverrunError for a malformed answer, IncompleteReadError
+        or OSError for a truncated one: the caller makes each a TransportError."""
+        version, status, headers = parse_head(head)
+        interim = 0
         while status < 200:  # 1xx: the real answer follows
-            version, status, headers = _head(await reader.readuntil(b"\r\n\r\n"))
-        keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-        if status in (204, 304):
-            body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body, complete = await _chunked(reader)
-            keep = keep and complete
-        elif "content-length" in headers:
-            length = int(headers["content-length"])
-            if length < 0:
-                raise ValueError("negative Content-Length")
-            body = await reader.readexactly(min(length, MAX_BODY))
-            keep = keep and length <= MAX_BODY
-        else:  # delimited by the server closing the connection
-            body = await reader.read(MAX_BODY)
-            keep = False
-        if not keep:
+            interim += 1
+            if interim > _MAX_INTERIM:
+                raise ValueError(f"more than {_MAX_INTERIM} interim (1xx) answers")
+            version, status, headers = parse_head(await reader.readuntil(b"\r\n\r\n"))
+        body, complete = await read_body(reader, status, headers)
+        if not (complete and version == "HTTP/1.1"
+                and "close" not in headers.get("connection", "").lower()):
             self._close()
         return HttpResponse(status, headers, body)
 
@@ -189,40 +244,11 @@ class HttpClient:
                     await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-def _head(head: bytes) -> tuple[str, int, dict[str, str]]:
-    """Status line and headers (names lower-cased) of an answer, its blank line included."""
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code = rest[:3]
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise ValueError(f"bad status line {status_line[:80]!r}")
-    if len(lines) > _MAX_HEADERS:
-        raise ValueError(f"more than {_MAX_HEADERS} headers")
-    headers: dict[str, str] = {}
-    for line in lines[:-2]:  # the split leaves two empty strings after the blank line
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ValueError(f"bad header line {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return version, int(code), headers
+def _target(path: str, query: str) -> str:
+    """A request target; a space or a non-ASCII character in a Location is percent-encoded."""
+    path, query = quote(path, safe=_URL_SAFE), quote(query, safe=_URL_SAFE)
+    return (path or "/") + (f"?{query}" if query else "")
 
 
-async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
-    """The body up to MAX_BODY, and whether it was read to its end (the connection reusable)."""
-    body = bytearray()
-    while True:
-        size_line = await reader.readline()
-        size = int(size_line.split(b";")[0].strip(), 16)
-        if size == 0:
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return bytes(body), True
-        if len(body) + size > MAX_BODY:
-            body += await reader.readexactly(MAX_BODY - len(body))
-            return bytes(body), False
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)  # CRLF after each chunk
-
-
-__all__ = ["MAX_BODY", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
+__all__ = ["MAX_BODY", "MAX_HEAD", "ConnectError", "ConnectionLost", "HttpClient", "HttpResponse",
            "ProtocolError", "RequestTimeout", "TransportError", "build_ssl_context"]

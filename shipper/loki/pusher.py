@@ -1,8 +1,11 @@
-"""Push stage: send a batch to Loki until it is acknowledged or permanently rejected.
+"""Push stage: send a batch to Loki until every entry is acknowledged or refused for good.
 
-The retry rule, as Promtail's: 429, 5xx and transport failures are retried for as long as the
-task runs (with capped, jittered exponential backoff; Retry-After honoured); any other answer
-settles the batch. Entries are never dropped for having been retried.
+What each answer means is in answers.py. Only answers about the data drop data: a 400 (Loki's
+validation) and a 413 for a single entry (a larger batch is split in halves and each sent).
+Everything else is retried for as long as the task runs, with capped, jittered exponential
+backoff (Retry-After honoured): 429, 5xx and transport failures as outages, and the answers
+that say the configuration is wrong (401, 403, 404...) as a misconfiguration that /ready
+reports. Entries are never dropped for having been retried.
 """
 
 from __future__ import annotations
@@ -13,17 +16,27 @@ import enum
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urljoin
 
 from shipper import __version__
-from shipper.config import LokiConfig
+from shipper.config import ConfigError, LokiConfig
+from shipper.loki.answers import (
+    MAX_REDIRECTS,
+    Kind,
+    classify,
+    misconfiguration,
+    rejected_count,
+    rejection_reason,
+    retry_after_seconds,
+    shown,
+)
 from shipper.loki.encode import compress, encode_push_request
-from shipper.loki.http import HttpClient, TransportError, build_ssl_context
+from shipper.loki.http import HttpClient, HttpResponse, TransportError, build_ssl_context
+from shipper.loki.proxy import select_proxy
 from shipper.metrics import Metrics
 from shipper.model import Entry
 
@@ -35,14 +48,14 @@ MESSAGE_LIMIT = 1024  # of Loki's answer, in logs
 class Outcome(enum.Enum):
     DELIVERED = "delivered"  # acknowledged: every entry stored
     REJECTED = "rejected"  # refused for good (PushResult.dropped of them; a 400 may store the
-    # rest): settled all the same, counted, logged
+    # rest, so may the other halves of a batch split after a 413): settled, counted, logged
 
 
 @dataclass(frozen=True, slots=True)
 class PushResult:
     outcome: Outcome
-    status: int | None
-    attempts: int
+    status: int | None  # of the answer that settled the batch (413: it was split)
+    attempts: int  # requests, over all parts of a split batch
     dropped: int  # entries Loki refused
     reason: str = ""
 
@@ -66,53 +79,14 @@ class _SecretFile:
         return self._value
 
 
-# Loki's reasons (pkg/validation), found in its message; the first match wins.
-_REASONS = (
-    ("line_too_long", ("line_too_long", "max entry size", "line too long")),
-    ("too_old", ("greater_than_max_sample_age", "too old", "too far behind", "out of order")),
-    ("too_far_in_future", ("too_far_in_future", "too new", "too far in the future")),
-    ("rate_limited", ("rate_limited", "rate limit")),
-    ("stream_limit", ("stream_limit", "stream limit")),
-)
-# The ingester's partial rejection, once per stream: "... total ignored: N out of M ...";
-# newer distributors say "N errors like: ..." per kind of validation error.
-_IGNORED = re.compile(r"total ignored: (\d+) out of \d+|(\d+) errors like:")
-
-
-def rejection_reason(message: str) -> str:
-    text = message.lower()
-    for reason, needles in _REASONS:
-        if any(needle in text for needle in needles):
-            return reason
-    return "bad_request"
-
-
-def rejected_count(message: str, entries: int) -> int:
-    """How many entries Loki refused: what its message counts, else the whole batch."""
-    counted = [int(a or b) for a, b in _IGNORED.findall(message)]
-    return min(sum(counted), entries) if counted else entries
-
-
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Retry-After as delay-seconds or an HTTP-date (`now`: wall-clock epoch seconds)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
-
-
 class LokiPusher:
     """Pushes batches over one keep-alive connection; one push at a time is the intended use."""
 
     def __init__(self, config: LokiConfig, metrics: Metrics, *,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 env: Mapping[str, str] | None = None) -> None:
         self._config = config
         self._metrics = metrics
         self._sleep = sleep
@@ -122,7 +96,15 @@ class LokiPusher:
         tls = config.tls
         if config.url.startswith("https:") or tls.ca_file or tls.cert_file:
             context = build_ssl_context(tls)
-        self._client = HttpClient(config.url, timeout=config.timeout, ssl=context)
+        try:  # once: the environment is not read again per request
+            proxy = select_proxy(config.url, config.proxy_url, os.environ if env is None else env)
+        except ValueError as exc:
+            raise ConfigError("loki.proxy_url", str(exc)) from None
+        self._client = HttpClient(config.url, timeout=config.timeout, ssl=context, proxy=proxy)
+        # A proxy's own answers (407...) may echo its credentials: masked like Loki's echoes.
+        self._proxy_secrets: tuple[str, ...] = ()
+        if proxy is not None:
+            self._proxy_secrets = (proxy.authorization.removeprefix("Basic "), proxy.password)
         self._headers = {"Content-Type": "application/x-protobuf",
                          "User-Agent": f"shipper/{__version__}"}
         if config.tenant_id:
@@ -134,6 +116,8 @@ class LokiPusher:
                           if config.basic_auth.password_file else None)
         self.failing_since: float | None = None  # clock() at the first failure of this streak
         self._failure = ""  # what the current streak is failing with, for the recovery log
+        self._misconfigured: str | None = None  # why Loki's last answer blames the config
+        self._redirect_logged = ""  # the last redirect followed and logged: said once
         self._secrets: tuple[str, ...] = ()  # as last sent: masked wherever Loki echoes them
 
     def _request_headers(self) -> dict[str, str]:
@@ -154,14 +138,21 @@ class LokiPusher:
         """Loki's whole message (counts of ignored lines may end it), with any echo of our
         credentials masked. Cut to MESSAGE_LIMIT only where it is logged."""
         message = body.decode("utf-8", "replace")
-        for secret in self._secrets:
+        for secret in (*self._secrets, *self._proxy_secrets):
             if secret:
                 message = message.replace(secret, "<redacted>")
         return message
 
+    @property
+    def misconfigured(self) -> str | None:
+        """Why the configuration looks wrong, from Loki's last answer (None: it does not): what
+        to check, naming the status. A transport failure since then does not clear it."""
+        return self._misconfigured
+
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> PushResult:
-        """Deliver one batch; returns only once it is settled (or raises CancelledError)."""
+        """Deliver one batch; returns only once every part of it is settled (or raises
+        CancelledError)."""
         if not entries:
             return PushResult(Outcome.DELIVERED, None, 0, 0)
         body = compress(encode_push_request(streams))
@@ -176,25 +167,69 @@ class LokiPusher:
             else:
                 started = time.perf_counter()
                 try:
-                    response = await self._client.post(body, headers)
+                    response, url = await self._post(body, headers)
                 except TransportError as exc:
                     self._observe("error", started)
                     failure = str(exc)
                 else:
                     self._observe(str(response.status), started)
-                    status = response.status
-                    if 200 <= status < 300:
+                    status, kind = response.status, classify(response.status)
+                    if kind is Kind.DELIVERED:
                         return self._delivered(status, attempts, entries, line_bytes)
                     message = self._answer(response.body)
-                    if status != 429 and status < 500:
+                    if kind is Kind.REJECTED:
                         return self._rejected(status, attempts, entries, line_bytes, message)
+                    if kind is Kind.TOO_LARGE:
+                        return await self._split(streams, attempts, line_bytes, message)
                     failure = f"HTTP {status}: {message.strip()}"[:MESSAGE_LIMIT]
                     retry_after = retry_after_seconds(response.headers.get("retry-after"),
                                                       time.time())
+                    self._blame(None if kind is Kind.RETRY else self._why(response, url),
+                                failure)
             delay = self._backoff(attempts, retry_after)
             self._failing(failure, attempts, delay)
             self._metrics.batch_retries.inc()
             await self._sleep(delay)
+
+    async def _post(self, body: bytes, headers: Mapping[str, str]) -> tuple[HttpResponse, str]:
+        """POST to loki.url, following up to MAX_REDIRECTS 307/308 that stay on its scheme, host
+        and port (the credentials go nowhere else); the last answer and the URL that gave it."""
+        url, target = self._config.url, None
+        for _ in range(MAX_REDIRECTS):
+            response = await self._client.post(body, headers, target)
+            location = response.headers.get("location")
+            if classify(response.status) is not Kind.REDIRECT or not location:
+                return response, url
+            target = self._client.target_on_origin(urljoin(url, location))
+            if target is None:
+                return response, url  # another host: _why() says so
+            url = urljoin(url, location)
+            if url != self._redirect_logged:
+                self._redirect_logged = url
+                log.info("loki.url redirects: following to the same host; set loki.url to "
+                         "the new address to save a request", extra={
+                             "status": response.status, "location": shown(url)})
+        return await self._client.post(body, headers, target), url
+
+    def _why(self, response: HttpResponse, url: str) -> str:
+        location = response.headers.get("location")
+        resolved = urljoin(url, location) if location else None
+        foreign = resolved is not None and self._client.target_on_origin(resolved) is None
+        return misconfiguration(response.status, resolved, foreign=foreign)
+
+    async def _split(self, streams: Mapping[str, Sequence[Entry]], attempts: int,
+                     line_bytes: int, message: str) -> PushResult:
+        """After a 413: each half sent (and split again) on its own; a single entry that is still
+        too large is dropped. Settled once every part is."""
+        self._settled(413)
+        halves = _halves(streams)
+        if halves is None:
+            return self._too_large(streams, attempts, line_bytes, message)
+        parts = [await self.push(half, *_sizes(half)) for half in halves]
+        dropped = sum(part.dropped for part in parts)
+        return PushResult(Outcome.REJECTED if dropped else Outcome.DELIVERED, 413,
+                          attempts + sum(part.attempts for part in parts), dropped,
+                          next((part.reason for part in parts if part.reason), ""))
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter over [min_backoff, cap], cap doubling from min_backoff to max_backoff;
@@ -209,6 +244,15 @@ class LokiPusher:
     def _observe(self, status_code: str, started: float) -> None:
         self._metrics.request_duration.labels(status_code).observe(time.perf_counter() - started)
 
+    def _blame(self, why: str | None, failure: str) -> None:
+        """Record what an HTTP answer says of the configuration; a new verdict is logged once."""
+        if why is not None and why != self._misconfigured:
+            log.warning("Loki refuses the configuration: retrying, nothing is dropped", extra={
+                "endpoint": self._client.endpoint, "reason": why, "error": failure})
+            if self.failing_since is None:
+                self.failing_since = self._clock()  # said now: _failing need not say it again
+        self._misconfigured = why
+
     def _failing(self, failure: str, attempts: int, delay: float) -> None:
         extra = {"endpoint": self._client.endpoint, "error": failure, "attempts": attempts,
                  "retry_in": round(delay, 3)}
@@ -220,6 +264,7 @@ class LokiPusher:
         self._failure = failure
 
     def _settled(self, status: int) -> None:
+        self._misconfigured = None
         if self.failing_since is not None:
             log.info("push recovered", extra={
                 "endpoint": self._client.endpoint, "status": status, "last_error": self._failure,
@@ -250,9 +295,42 @@ class LokiPusher:
             "loki_message": message[:MESSAGE_LIMIT]})
         return PushResult(Outcome.REJECTED, status, attempts, dropped, reason)
 
+    def _too_large(self, streams: Mapping[str, Sequence[Entry]], attempts: int,
+                   line_bytes: int, message: str) -> PushResult:
+        self._metrics.dropped_entries.labels("too_large").inc()
+        self._metrics.dropped_bytes.labels("too_large").inc(line_bytes)
+        log.warning("Loki refused a single entry as too large (413): dropped", extra={
+            "stream": next(iter(streams)), "line_bytes": line_bytes,
+            "loki_message": message[:MESSAGE_LIMIT]})
+        return PushResult(Outcome.REJECTED, 413, attempts, 1, "too_large")
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-__all__ = ["LokiPusher", "Outcome", "PushResult", "rejected_count", "rejection_reason",
-           "retry_after_seconds"]
+Streams = dict[str, list[Entry]]
+
+
+def _halves(streams: Mapping[str, Sequence[Entry]]) -> tuple[Streams, Streams] | None:
+    """The batch cut in two by entry count, each stream's order kept; None for one entry."""
+    flat = [(labels, entry) for labels, entries in streams.items() for entry in entries]
+    if len(flat) < 2:
+        return None
+    middle = len(flat) // 2
+    return _grouped(flat[:middle]), _grouped(flat[middle:])
+
+
+def _grouped(pairs: list[tuple[str, Entry]]) -> Streams:
+    streams: Streams = {}
+    for labels, entry in pairs:
+        streams.setdefault(labels, []).append(entry)
+    return streams
+
+
+def _sizes(streams: Streams) -> tuple[int, int]:
+    """Entries and line bytes, as the batcher counts them."""
+    entries = [entry for part in streams.values() for entry in part]
+    return len(entries), sum(len(entry[1]) for entry in entries)
+
+
+__all__ = ["LokiPusher", "Outcome", "PushResult"]

@@ -43,11 +43,12 @@ class Condition:
 @dataclass(frozen=True, slots=True)
 class MultilineConfig:
     preset: str = ""  # java, python, go, ruby, dotnet
+    # The three regexes are searched anywhere in the line (re.search): anchor them with ^.
     first_line: str = ""  # regex: a matching line starts a group, others continue it
     continuation: str = ""  # regex: a matching line continues the group, others start one
     last_line: str = ""  # regex: a matching line ends the group
     max_lines: int = 500
-    max_bytes: Bytes = 256 * 1024
+    max_bytes: Bytes = 256 * 1024  # of the joined line, in UTF-8
     max_wait: Seconds = 3.0  # an unfinished group is shipped this long after its last line
     separator: str = "\n"
     overflow: Literal["split", "truncate"] = "split"  # past a cap: a new group, or drop the rest

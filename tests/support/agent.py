@@ -66,11 +66,12 @@ async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def start_subprocess(config_path: Path, *args: str, prefix: Sequence[str] = (),
-                     stderr: IO[bytes] | int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+                     stderr: IO[bytes] | int = subprocess.PIPE,
+                     command: str = "run") -> subprocess.Popen[bytes]:
     """`prefix`: a command that wraps the agent's (e.g. setpriv to drop privileges)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SHIPPER_LOKI_URL", None)
-    return subprocess.Popen([*prefix, sys.executable, "-m", "shipper", "run", "--config",
+    return subprocess.Popen([*prefix, sys.executable, "-m", "shipper", command, "--config",
                              str(config_path), *args], env=env, stdout=subprocess.PIPE,
                             stderr=stderr)
 

@@ -150,9 +150,9 @@ NOBODY = 65534
 def unprivileged_prefix() -> tuple[list[str], int]:
     """A command prefix that runs the agent so that file permission bits apply to it, and the
     uid it then runs as: 65534 when that user can run this interpreter, else root without
-    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (the interpreter may live under a 0700 /root).
-    A file owned by the other of (0, NOBODY) with mode 0600 is then unreadable to the agent.
-    Skips if neither works."""
+    CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_NET_BIND_SERVICE (the interpreter may live
+    under a 0700 /root). A file owned by the other of (0, NOBODY) with mode 0600 is then
+    unreadable to the agent, and ports below 1024 are denied to it. Skips if neither works."""
     if os.geteuid() != 0:
         pytest.skip("needs root to switch users or drop capabilities")
     if shutil.which("setpriv") is None:
@@ -160,7 +160,7 @@ def unprivileged_prefix() -> tuple[list[str], int]:
     probe = [sys.executable, "-c", "import shipper"]
     candidates = (
         (["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"], NOBODY),
-        (["setpriv", "--bounding-set=-dac_override,-dac_read_search"], 0),
+        (["setpriv", "--bounding-set=-dac_override,-dac_read_search,-net_bind_service"], 0),
     )
     for prefix, uid in candidates:
         if subprocess.run([*prefix, *probe], capture_output=True, check=False).returncode == 0:

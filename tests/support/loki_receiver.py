@@ -3,8 +3,10 @@
 It decodes pushes with the protobuf runtime from push.proto (compiled here with grpc_tools,
 never with the agent's encoder), after snappy block decompression, and parses each stream's
 label string the way Loki does. Faults can be switched while it runs: refuse connections,
-answer an error status, stall, reset the connection, or reject some lines like Loki's partial
-400. It runs in threads, so synchronous tests and agent subprocesses can both use it.
+answer an error status, stall, reset the connection, reject some lines like Loki's partial
+400, answer exact bytes that are not (quite) HTTP, refuse bodies over a size with 413 as a
+gateway does, or redirect. It runs in threads, so synchronous tests
+and agent subprocesses can both use it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import tempfile
 import threading
@@ -126,24 +129,33 @@ class Headers(dict[str, str]):
 
 @dataclass(frozen=True)
 class _Mode:
-    kind: str = "accept"  # accept | fail | stall | reset | reject
+    kind: str = "accept"  # accept | fail | stall | reset | reject | raw
     status: int = 204
     retry_after: str | None = None
     body: str = ""
+    location: str | None = None
     seconds: float = 0.0
     drop: bool = False
     predicate: Callable[[str], bool] | None = None
     reason: str = ""
+    raw: bytes = b""
 
 
 class LokiReceiver:
     """`with LokiReceiver() as loki:` ... push to `loki.url` ... `loki.entries`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
+        """`tls`: serve https with this server context; `host`: the name in `url` (it listens
+        on 127.0.0.1 whatever the name)."""
+        self._tls = tls
+        self._host = host
         self._lock = threading.Condition()
         self._entries: list[ReceivedEntry] = []
         self._mode = _Mode()
         self._fail_next: tuple[int, int] = (0, 0)  # (requests left, status)
+        self._max_body = 0  # request bodies over this get 413 (0: no limit)
+        self._redirects: dict[str, tuple[int, str]] = {}  # path: (status, Location)
+        self.paths = {PUSH_PATH}  # where pushes are taken; any other path is a 404, as in Loki
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -151,10 +163,12 @@ class LokiReceiver:
         self.port = 0
         self.requests = 0
         self.headers_seen: list[Headers] = []
+        self.paths_seen: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PUSH_PATH}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}{PUSH_PATH}"
 
     @property
     def entries(self) -> list[ReceivedEntry]:
@@ -182,6 +196,8 @@ class LokiReceiver:
     def _listen(self) -> None:
         server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler_class())
         server.daemon_threads = True
+        if self._tls is not None:  # the handshake happens in accept(), on the serving thread
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -216,7 +232,11 @@ class LokiReceiver:
             self._mode = mode
 
     def accept(self) -> None:
-        """Answer 204 and store everything; listen again after refuse()."""
+        """Answer 204 and store everything; listen again after refuse(). Ends redirects and
+        body limits."""
+        with self._lock:
+            self._redirects.clear()
+            self._max_body = 0
         self._set(_Mode())
         if self._server is None:
             self._listen()
@@ -226,8 +246,9 @@ class LokiReceiver:
         self._close_listener()
         self._drop_connections()
 
-    def fail(self, status: int, retry_after: str | None = None, body: str = "") -> None:
-        self._set(_Mode("fail", status, retry_after, body))
+    def fail(self, status: int, retry_after: str | None = None, body: str = "",
+             location: str | None = None) -> None:
+        self._set(_Mode("fail", status, retry_after, body, location))
 
     def stall(self, seconds: float, *, drop: bool = False) -> None:
         """Hold each request this long, then store it and answer 204 (drop: close, store
@@ -242,6 +263,21 @@ class LokiReceiver:
                      message_reason: str = "line too long") -> None:
         """Loki's partial 400: store the other entries, reject these, say how many per stream."""
         self._set(_Mode("reject", predicate=predicate, reason=message_reason))
+
+    def limit_body(self, max_bytes: int) -> None:
+        """Answer 413 to a request whose (compressed) body is over max_bytes, as a gateway or
+        Loki's grpc_server_max_recv_msg_size does."""
+        with self._lock:
+            self._max_body = max_bytes
+
+    def redirect(self, path: str, status: int, location: str) -> None:
+        """Answer requests at `path` with `status` and this Location (until accept())."""
+        with self._lock:
+            self._redirects[path] = (status, location)
+
+    def answer_raw(self, raw: bytes) -> None:
+        """Answer each request with exactly these bytes, then close the connection."""
+        self._set(_Mode("raw", raw=raw))
 
     def fail_next(self, n: int, status: int) -> None:
         with self._lock:
@@ -283,15 +319,27 @@ class LokiReceiver:
         with self._lock:
             self.requests += 1
             self.headers_seen.append(Headers(h.headers.items()))
+            self.paths_seen.append(h.path)
             mode = self._mode
             left, status = self._fail_next
             if left:
                 self._fail_next = (left - 1, status)
                 mode = _Mode("fail", status)
-        if h.path != PUSH_PATH:
+            redirect = self._redirects.get(h.path)
+            too_large = 0 < self._max_body < len(body)
+        if redirect is not None:
+            return self._reply(h, redirect[0], "", location=redirect[1])
+        if h.path not in self.paths:
             return self._reply(h, 404, "404 page not found")
         if mode.kind == "fail":
-            return self._reply(h, mode.status, mode.body, mode.retry_after)
+            return self._reply(h, mode.status, mode.body, mode.retry_after, mode.location)
+        if too_large:
+            return self._reply(h, 413, f"request body of {len(body)} bytes is over the limit "
+                               f"of {self._max_body} bytes")
+        if mode.kind == "raw":
+            h.close_connection = True
+            h.wfile.write(mode.raw)
+            return None
         if mode.kind == "reset":
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.connection.close()
@@ -352,11 +400,13 @@ class LokiReceiver:
 
     @staticmethod
     def _reply(h: BaseHTTPRequestHandler, status: int, body: str,
-               retry_after: str | None = None) -> None:
+               retry_after: str | None = None, location: str | None = None) -> None:
         data = body.encode()
         h.send_response(status)
         if retry_after is not None:
             h.send_header("Retry-After", retry_after)
+        if location is not None:
+            h.send_header("Location", location)
         h.send_header("Content-Type", "text/plain; charset=utf-8")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
