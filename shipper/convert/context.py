@@ -55,6 +55,14 @@ class Ctx:
               when: Condition | None = None) -> None:
         self.stages.append(Stage(kind, options, origin, when))
 
+    def check_levels(self, condition: Condition, where: str) -> None:
+        """A severity test needs a severity: where nothing parsed one, every entry's is
+        UNSPECIFIED to the Collector, while shipper would detect a level from the line."""
+        if "'level'" in repr(condition) and not any(s.kind == "level" for s in self.stages):
+            raise Unsupported(where, "tests the severity, but no operator before it parses "
+                              "one: the Collector sees every entry as UNSPECIFIED here, shipper "
+                              "would detect levels from the lines", changes_lines=True)
+
     def done_natively(self, origin: str, what: str) -> None:
         self.native.append(f"{origin}: {what}")
 

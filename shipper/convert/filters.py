@@ -65,6 +65,7 @@ def _condition(ctx: Ctx, text: str, where: str) -> None:
         condition = Translator(ctx.scope, where).convert(node)
     except Unsupported as exc:
         raise Unsupported(where, exc.finding.reason, changes_lines=True) from None
+    ctx.check_levels(condition, where)
     ctx.stage("drop", condition, where)
 
 

@@ -44,7 +44,8 @@ class Chain:
     def when(self, way: Reach) -> Condition | None:
         if way == ALWAYS:
             return None
-        return any_of([all_of(*(self.choice(r, b) for r, b in sorted(alt))) for alt in way])
+        return any_of([all_of(*(self.choice(r, b) for r, b in sorted(alt)))
+                       for alt in sorted(way, key=sorted)])
 
     def run(self) -> None:
         for op in self.ops:
@@ -140,6 +141,7 @@ class Chain:
                              f"{op.path}.expr")
         except Unsupported as exc:
             raise Unsupported(exc.finding.path, exc.finding.reason, changes_lines=True) from None
+        self.ctx.check_levels(expr, op.path)
         self.ctx.stage("drop", all_of(when, expr) or {}, op.label)
 
 

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shipper.config import Config, ConfigError, LabelsConfig
+import yaml
+
+from shipper.config import Config, ConfigError, LabelsConfig, parse_config
 from shipper.convert.context import Ctx
 from shipper.convert.exporters import convert_exporters, convert_service
 from shipper.convert.filters import filter_processor
@@ -104,6 +106,35 @@ def _pipeline(ctx: Ctx) -> None:
         ctx.out.data["pipeline"] = [{"name": "otelcol", "stages": stages}]
 
 
+def _origin(ctx: Ctx, key: tuple[str | int, ...]) -> str:
+    """The Collector path a shipper key came from (its comment), else the key itself."""
+    origins = [ctx.out.comments.get(key[:n]) for n in range(len(key), 0, -1)]
+    origin = next((o[0] for o in origins if o), ".".join(map(str, key)))
+    return origin.split(" ", 1)[0].rstrip(":,")
+
+
+def _validate(ctx: Ctx) -> None:
+    """The converted sections read by shipper's own config loader: a value it refuses (a size
+    of 0, a URL without /push) is reported at its origin and left out."""
+    for _ in range(32):  # each round removes one refused key
+        sections = {k: v for k, v in ctx.out.data.items() if k != "pipeline"}
+        try:
+            parse_config(yaml.safe_dump(sections), env={})
+            return
+        except ConfigError as exc:
+            parts = exc.key.split(".")
+            while parts and ctx.out.get(".".join(parts)) is None:
+                parts.pop()
+            if not parts:
+                raise  # a default shipper refuses: a bug here, not in the Collector config
+            key = ".".join(parts)
+            ctx.report.unmapped(_origin(ctx, tuple(parts)), f"{exc.reason} (as {key})",
+                                changes_lines=key in ("inputs.paths", "loki.url"),
+                                resolved_by=key)
+            parent = ctx.out.get(".".join(parts[:-1])) if len(parts) > 1 else ctx.out.data
+            del parent[parts[-1]]
+
+
 def _unexpanded(ctx: Ctx, value: object, key: tuple[str | int, ...]) -> None:
     """A ${env:VAR} left in a value: shipper reads no variables in its config."""
     if isinstance(value, dict):
@@ -113,10 +144,8 @@ def _unexpanded(ctx: Ctx, value: object, key: tuple[str | int, ...]) -> None:
         for i, child in enumerate(value):
             _unexpanded(ctx, child, (*key, i))
     elif isinstance(value, str) and env_refs(value):
-        origins = [ctx.out.comments.get(key[:n]) for n in range(len(key), 0, -1)]
-        origin = next((o[0] for o in origins if o), ".".join(map(str, key)))
-        ctx.report.unmapped(origin.split(" ", 1)[0].rstrip(":,"), f"{value}: shipper reads no "
-                            "environment variables here; give the value in a second --config",
+        ctx.report.unmapped(_origin(ctx, key), f"{value}: shipper reads no environment "
+                            "variables here; give the value in a second --config",
                             resolved_by=".".join(str(k) for k in key if isinstance(k, str)))
 
 
@@ -147,6 +176,7 @@ def convert_otelcol(text: str, env: Mapping[str, str] | None = None,
     _labels(ctx)
     _pipeline(ctx)
     _unexpanded(ctx, ctx.out.data, ())
+    _validate(ctx)
     report = ctx.report
     _settled_by_pipeline(report, collector)
     ctx.out.header = [f"shipper config converted from {name} by `shipper convert otelcol`: "

@@ -74,6 +74,9 @@ def timestamp(ctx: Ctx, cfg: dict[str, object], where: str) -> dict[str, str]:
     if location not in (None, "", "UTC", "Local") and not zoned:
         ctx.report.differs(f"{where}.location", f"{location}: shipper reads a timestamp "
                            "without a zone as UTC")
+    if "%Z" in fmt:
+        ctx.report.differs(f"{where}.layout", "a zone name (%Z): shipper's strptime reads UTC "
+                           "and GMT, not abbreviations such as EST")
     return {"source": source, "format": fmt}
 
 
@@ -122,9 +125,10 @@ def _blocks(ctx: Ctx, op: Op, options: dict[str, object], produced: set[str] | N
         ctx.stage(stage_kind, stage_options, f"{op.label}: its {stage_kind} block", when)
 
 
-def _groups(op: Op) -> set[str]:
+def _groups(op: Op) -> list[str]:
+    """The regex's named groups, in the order written."""
     pattern = go_regex(as_str(op.config.get("regex"), f"{op.path}.regex"), f"{op.path}.regex")
-    return set(re.compile(pattern).groupindex)
+    return list(re.compile(pattern).groupindex)
 
 
 def is_envelope(op: Op, scope: Scope) -> bool:
@@ -135,8 +139,8 @@ def is_envelope(op: Op, scope: Scope) -> bool:
     if op.type == "json_parser":
         return True
     try:
-        return op.type == "regex_parser" and "log" in _groups(op) and bool(
-            {"time", "stream"} & _groups(op))
+        groups = _groups(op) if op.type == "regex_parser" else []
+        return "log" in groups and bool({"time", "stream"} & set(groups))
     except Unsupported:
         return False
 
@@ -181,7 +185,7 @@ def regex_parser(ctx: Ctx, op: Op, when: Condition | None, envelope: bool) -> No
         return
     where = f"{op.path}.parse_from"
     parsed = ctx.scope.ref(as_str(op.config.get("parse_from", "body"), where), where)
-    if parsed.kind == "file" and groups <= set(_PATH_GROUPS):
+    if parsed.kind == "file" and set(groups) <= set(_PATH_GROUPS):
         target = _parse_to(ctx, op, "attributes")
         for group in groups:
             ref = ctx.scope.aliases[FieldPath(target.root, (group,))] = _PATH_GROUPS[group]
@@ -194,7 +198,7 @@ def regex_parser(ctx: Ctx, op: Op, when: Condition | None, envelope: bool) -> No
     _parse_to(ctx, op, "attributes")
     options = {"expression": go_regex(as_str(op.config.get("regex"), f"{op.path}.regex"),
                                       f"{op.path}.regex"), **options}
-    _blocks(ctx, op, options, groups, "regex", when)
+    _blocks(ctx, op, options, set(groups), "regex", when)
 
 
 def key_value_parser(ctx: Ctx, op: Op, when: Condition | None, envelope: bool) -> None:
