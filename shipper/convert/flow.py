@@ -13,7 +13,7 @@ from shipper.convert.context import Ctx
 from shipper.convert.expr import Compare, Lit, Not, ParseError, Path
 from shipper.convert.expr import parse as parse_expr
 from shipper.convert.fieldops import FIELD_OPS
-from shipper.convert.fields import parse_path
+from shipper.convert.fields import Scope, parse_path
 from shipper.convert.graph import ALWAYS, Op, Reach, reach, read_ops
 from shipper.convert.parsers import PARSERS, is_envelope
 from shipper.convert.report import Finding, Unsupported
@@ -29,6 +29,15 @@ PASSIVE = {"csv_parser", "uri_parser", "syslog_parser", "trace_parser", "scope_n
            "sanitize_utf8", "key_value_parser", "regex_parser", "json_parser", "add", "move",
            "copy", "remove", "retain", "flatten", "severity_parser", "time_parser", "container",
            "regex_replace", "noop", "sanitize"}
+
+
+def _deciding(text: str, scope: Scope, where: str) -> Condition:
+    """A condition that decides which entries are shipped (a route's, a filter's): one that
+    cannot be converted changes which lines are shipped."""
+    try:
+        return translate(text, scope, where)
+    except Unsupported as exc:
+        raise Unsupported(exc.finding.path, exc.finding.reason, changes_lines=True) from None
 
 
 class Chain:
@@ -84,8 +93,8 @@ class Chain:
             return
         if not op.routes:
             raise Unsupported(f"{op.path}.routes", "a router without routes", changes_lines=True)
-        exprs: list[Condition] = [translate(expr, scope, f"{op.path}.routes[{j}].expr")
-                                  for j, (expr, _) in enumerate(op.routes)]
+        exprs = [_deciding(expr, scope, f"{op.path}.routes[{j}].expr")
+                 for j, (expr, _) in enumerate(op.routes)]
         taken = any_of(list(exprs))
         assert taken is not None
         branch = [all_of(e, *[negate(p) for p in exprs[:j]]) for j, e in enumerate(exprs)]
@@ -136,11 +145,8 @@ class Chain:
         if ratio != 1 and ratio != 1.0:
             raise Unsupported(f"{op.path}.drop_ratio", f"{ratio}: shipper drops every matching "
                               "entry, it does not sample", changes_lines=True)
-        try:
-            expr = translate(as_str(op.config.get("expr"), f"{op.path}.expr"), self.ctx.scope,
-                             f"{op.path}.expr")
-        except Unsupported as exc:
-            raise Unsupported(exc.finding.path, exc.finding.reason, changes_lines=True) from None
+        expr = _deciding(as_str(op.config.get("expr"), f"{op.path}.expr"), self.ctx.scope,
+                         f"{op.path}.expr")
         self.ctx.check_levels(expr, op.path)
         self.ctx.stage("drop", all_of(when, expr) or {}, op.label)
 

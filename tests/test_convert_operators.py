@@ -1,0 +1,247 @@
+"""Each filelog operator converted: the stages it becomes (or that shipper does it natively),
+and what does not map, by its path. Behaviour: the converted stages run over sample lines from
+the Collector's own docs give what those docs say the operator gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.otelcol import convert, fatal, stages, unmapped
+
+OP = "receivers.filelog.operators[1]"  # the first operator after the container operator
+
+
+def test_container_is_native_and_its_max_log_size_bounds_lines() -> None:
+    conversion = convert([], container=False, receiver={"operators": [
+        {"type": "container", "id": "container-parser", "max_log_size": 102400}]})
+    assert stages(conversion) == []
+    assert conversion.data["inputs"]["max_line_bytes"] == 102400
+    assert conversion.report.not_mapped == []
+    assert "(container): parses Docker, CRI-O and containerd lines" in conversion.text
+    assert conversion.data["labels"]["structured_metadata"] == ["pod", "pod_uid", "stream"]
+
+
+def test_the_raw_line_parsers_of_the_classic_kubernetes_config_are_native() -> None:
+    router = {"type": "router", "id": "get-format", "routes": [
+        {"output": "parser-docker", "expr": 'body matches "^\\\\{"'},
+        {"output": "parser-cri", "expr": 'body matches "^[^ Z]+ "'}]}
+    cri = {"type": "regex_parser", "id": "parser-cri", "output": "recombine",
+           "regex": "^(?P<time>[^ Z]+) (?P<stream>stdout|stderr) (?P<logtag>[^ ]*) ?(?P<log>.*)$",
+           "timestamp": {"parse_from": "attributes.time", "layout_type": "gotime",
+                         "layout": "2006-01-02T15:04:05.999999999Z07:00"}}
+    docker = {"type": "json_parser", "id": "parser-docker", "output": "move",
+              "timestamp": {"parse_from": "attributes.time", "layout": "%Y-%m-%dT%H:%M:%S.%LZ"}}
+    recombine = {"type": "recombine", "combine_field": "attributes.log", "combine_with": "",
+                 "is_last_entry": "attributes.logtag == 'F'", "output": "move"}
+    move = {"type": "move", "from": "attributes.log", "to": "body"}
+    conversion = convert([router, cri, docker, recombine, move], container=False)
+    assert stages(conversion) == []
+    assert conversion.report.not_mapped == []
+    assert conversion.text.count("natively") + conversion.text.count("itself") >= 4
+
+
+def test_json_parser_with_timestamp_and_severity_blocks() -> None:
+    conversion = convert([{
+        "type": "json_parser",
+        "timestamp": {"parse_from": "attributes.ts", "layout_type": "epoch", "layout": "ms"},
+        "severity": {"parse_from": "attributes.level",
+                     "mapping": {"warn": "w", "error": ["e", 500], "fatal2": "boom"}}}])
+    assert stages(conversion) == [
+        {"json": {"timestamp": {"source": "ts", "format": "unix_ms"}}},
+        {"level": {"field": "level", "mapping": {"w": "warn", "e": "error", "500": "error",
+                                                  "boom": "critical"}}}]
+    assert conversion.report.not_mapped == []
+
+
+def test_json_parser_of_a_field_and_into_the_body() -> None:
+    conversion = convert([{"type": "json_parser", "parse_from": "body.message",
+                           "parse_to": "body"}])
+    assert stages(conversion) == [{"json": {"source": "message"}}]
+
+
+def test_a_parser_that_drops_what_it_cannot_parse_does_not_map() -> None:
+    conversion = convert([{"type": "json_parser", "on_error": "drop"}])
+    assert fatal(conversion) == {f"{OP}.on_error"}
+
+
+def test_regex_parser_with_a_timestamp_from_its_group() -> None:
+    # regex_parser.md: "Parse the body with a regular expression and also parse the timestamp"
+    conversion = convert([{
+        "type": "regex_parser",
+        "regex": r"^Time=(?P<timestamp_field>\d{4}-\d{2}-\d{2}), Host=(?P<host>[^,]+), "
+                 r"Type=(?P<type>.*)$",
+        "timestamp": {"parse_from": "attributes.timestamp_field", "layout_type": "strptime",
+                      "layout": "%Y-%m-%d"}}])
+    assert stages(conversion) == [{"regex": {
+        "expression": r"^Time=(?P<timestamp_field>\d{4}-\d{2}-\d{2}), Host=(?P<host>[^,]+), "
+                      r"Type=(?P<type>.*)$",
+        "timestamp": {"source": "timestamp_field", "format": "%Y-%m-%d"}}}]
+
+
+def test_regex_parser_of_a_field_with_an_if() -> None:
+    # regex_parser.md: "Parse the message field only if "type" is "hostname""
+    conversion = convert([{"type": "regex_parser", "regex": "^Host=(?<host>)$",
+                           "parse_from": "body.message", "if": 'body.type == "hostname"'}])
+    assert stages(conversion) == [{"regex": {"expression": "^Host=(?P<host>)$",
+                                             "source": "message"},
+                                   "when": {"field": "type", "value": "hostname"}}]
+
+
+def test_key_value_parser_is_logfmt_when_it_reads_key_equals_value_pairs() -> None:
+    assert stages(convert([{"type": "key_value_parser"}])) == [{"logfmt": {}}]
+    other = convert([{"type": "key_value_parser", "delimiter": ":"}])
+    assert "':'" in unmapped(other)[OP] and not fatal(other)
+
+
+def test_recombine_on_a_first_line_regex_is_multiline() -> None:
+    # recombine.md: "Recombine stack traces into multiline logs"
+    conversion = convert([{"type": "recombine", "combine_field": "body",
+                           "is_first_entry": 'body matches "^[^\\\\s]"'}])
+    assert stages(conversion) == [{"multiline": {"first_line": r"^[^\s]", "max_lines": 1000,
+                                                 "max_wait": "5s"}}]
+
+
+def test_recombine_variants() -> None:
+    negated = convert([{"type": "recombine", "combine_field": "body", "combine_with": "",
+                        "max_log_size": "64KiB", "force_flush_period": "1s",
+                        "is_first_entry": 'not (body matches "^\\\\s")'}])
+    assert stages(negated) == [{"multiline": {"continuation": r"^\s", "separator": "",
+                                              "max_lines": 1000, "max_bytes": 65536,
+                                              "max_wait": "1s"}}]
+    last = convert([{"type": "recombine", "combine_field": "body",
+                     "is_last_entry": 'body matches "END$"'}])
+    assert stages(last)[0]["multiline"]["last_line"] == "END$"
+    other_field = convert([{"type": "recombine", "combine_field": "attributes.msg",
+                            "is_first_entry": 'body matches "x"'}])
+    assert fatal(other_field) == {OP}
+
+
+@pytest.mark.parametrize(("op", "stage"), [
+    ({"type": "move", "from": "attributes.msg", "to": "body"},
+     {"move": {"from": "msg", "to": "line"}}),
+    ({"type": "move", "from": "body", "to": "attributes.original"},
+     {"move": {"from": "line", "to": "original"}}),
+    ({"type": "copy", "from": "attributes.a", "to": "attributes.b"},
+     {"copy": {"from": "a", "to": "b"}}),
+    ({"type": "add", "field": "attributes.env", "value": "prod"},
+     {"set": {"fields": {"env": "prod"}}}),
+    ({"type": "add", "field": "resource.team", "value": {"name": "core", "oncall": True}},
+     {"set": {"fields": {"team.name": "core", "team.oncall": "true"}}}),
+    ({"type": "remove", "field": "attributes.password"}, {"remove": {"fields": ["password"]}}),
+    ({"type": "retain", "fields": ["attributes.a", "body.b"]}, {"retain": {"fields": ["a", "b"]}}),
+    ({"type": "flatten", "field": "attributes.http"}, {"flatten": {"field": "http"}}),
+    ({"type": "regex_replace", "regex": "token=(\\w+)", "replace_with": "token=<$1>"},
+     {"replace": {"regex": "token=(\\w+)", "replacement": "token=<\\g<1>>"}}),
+    ({"type": "severity_parser", "parse_from": "attributes.sev"}, {"level": {"field": "sev"}}),
+    ({"type": "time_parser", "parse_from": "attributes.ts", "layout_type": "gotime",
+      "layout": "Jan 2 15:04:05 2006"},
+     {"timestamp": {"source": "ts", "format": "%b %d %H:%M:%S %Y"}}),
+])
+def test_field_operators_become_field_stages(op: dict[str, object],
+                                             stage: dict[str, object]) -> None:
+    conversion = convert([op])
+    assert stages(conversion) == [stage]
+    assert conversion.report.not_mapped == []
+
+
+def test_kubernetes_attributes_are_renamed_or_removed_by_name_not_by_stage() -> None:
+    renamed = convert([{"type": "move", "from": 'resource["k8s.namespace.name"]',
+                        "to": "resource.namespace"}])
+    assert stages(renamed) == [] and renamed.report.not_mapped == []
+    removed = convert([{"type": "remove", "field": 'resource["k8s.pod.uid"]'}])
+    assert stages(removed) == []
+    assert "pod_uid" not in removed.data["labels"]["structured_metadata"]
+
+
+def test_add_with_an_expression_does_not_map() -> None:
+    conversion = convert([{"type": "add", "field": "attributes.k",
+                           "value": 'EXPR(body.key1 + "_suffix")'}])
+    assert f"{OP}.value" in unmapped(conversion) and not fatal(conversion)
+
+
+def test_filter_is_a_drop_stage() -> None:
+    # filter.md: "Filter entries based on a label value"
+    conversion = convert([{"type": "filter", "expr": 'attributes.env == "production"'}])
+    assert stages(conversion) == [{"drop": {"field": "env", "value": "production"}}]
+    sampled = convert([{"type": "filter", "expr": "body matches 'x'", "drop_ratio": 0.5}])
+    assert fatal(sampled) == {f"{OP}.drop_ratio"}
+    environment = convert([{"type": "filter", "expr": 'body.message == env("X")'}])
+    assert fatal(environment) == {f"{OP}.expr"}
+
+
+def test_a_router_puts_each_routes_condition_on_its_stages() -> None:
+    # router.md: "Forward entries to different parsers based on content", merging after
+    conversion = convert([
+        {"type": "json_parser", "parse_from": "body.payload"},
+        {"type": "router", "routes": [
+            {"output": "as_json", "expr": 'attributes.format == "json"'},
+            {"output": "as_kv", "expr": 'attributes.format == "kv"'}], "default": "done"},
+        {"type": "json_parser", "id": "as_json", "parse_from": "attributes.data",
+         "output": "done"},
+        {"type": "key_value_parser", "id": "as_kv", "parse_from": "attributes.data",
+         "output": "done"},
+        {"type": "add", "id": "done", "field": "attributes.routed", "value": "yes"}])
+    json_route = {"field": "format", "value": "json"}
+    kv_route = {"all": [{"field": "format", "value": "kv"}, {"not": json_route}]}
+    assert stages(conversion) == [
+        {"json": {"source": "payload"}},
+        {"json": {"source": "data"}, "when": json_route},
+        {"logfmt": {"source": "data"}, "when": kv_route},
+        {"set": {"fields": {"routed": "yes"}}}]
+
+
+def test_a_router_without_default_drops_what_no_route_takes() -> None:
+    conversion = convert([
+        {"type": "router", "routes": [{"output": "keep", "expr": 'body matches "^LOG: "'}]},
+        {"type": "noop", "id": "keep"}])
+    assert stages(conversion) == [{"drop": {"not": {"line": "^LOG: "}}}]
+
+
+def test_a_route_of_several_stages_is_marked_in_a_field() -> None:
+    conversion = convert([
+        {"type": "router", "id": "by-type", "routes": [
+            {"output": "p1", "expr": 'body matches "^{"'}], "default": "end"},
+        {"type": "json_parser", "id": "p1"},
+        {"type": "move", "from": "attributes.msg", "to": "body", "output": "end"},
+        {"type": "noop", "id": "end"}])
+    marked = {"field": "otel_route_by_type", "value": "p1"}
+    assert stages(conversion) == [
+        {"set": {"fields": {"otel_route_by_type": "end"}},
+         "when": {"not": {"line": "^{"}}},
+        {"set": {"fields": {"otel_route_by_type": "p1"}}, "when": {"line": "^{"}},
+        {"json": {}, "when": marked},
+        {"move": {"from": "msg", "to": "line"}, "when": marked},
+        {"remove": {"fields": ["otel_route_by_type"]}}]
+
+
+def test_a_router_on_metadata_does_not_map() -> None:
+    conversion = convert([{"type": "router", "routes": [
+        {"output": "x", "expr": 'resource["k8s.namespace.name"] == "shop"'}]},
+        {"type": "noop", "id": "x"}])
+    assert fatal(conversion) == {f"{OP}.routes[0].expr"}
+
+
+def test_severity_ranges_do_not_map_but_the_rest_does() -> None:
+    # severity.md: "Parse a severity from a HTTP Status Codes value"
+    conversion = convert([{"type": "severity_parser", "parse_from": "attributes.status",
+                           "mapping": {"warn": "5xx", "error": "4xx", "info": [{"min": 300,
+                                                                              "max": 399}],
+                                       "debug": "ok"}}])
+    assert stages(conversion) == [{"level": {"field": "status", "mapping": {"ok": "debug"}}}]
+    assert set(unmapped(conversion)) == {f"{OP}.mapping.warn", f"{OP}.mapping.error",
+                                         f"{OP}.mapping.info"}
+    assert not fatal(conversion)
+
+
+def test_unknown_operators_do_not_map_and_stop_a_run_if_they_could_drop() -> None:
+    conversion = convert([{"type": "csv_parser", "header": "a,b"}, {"type": "frobnicate"}])
+    assert set(unmapped(conversion)) == {OP, "receivers.filelog.operators[2]"}
+    assert fatal(conversion) == {"receivers.filelog.operators[2]"}
+
+
+def test_the_receivers_multiline_block_is_a_multiline_stage_first() -> None:
+    # filelogreceiver README: "Example - Multiline logs parsing"
+    conversion = convert([{"type": "json_parser"}], receiver={
+        "multiline": {"line_start_pattern": "^Exception"}})
+    assert stages(conversion)[0] == {"multiline": {"first_line": "^Exception",
+                                                   "max_wait": "500ms"}}
