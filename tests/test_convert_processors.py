@@ -240,3 +240,15 @@ def test_telemetry_and_storage() -> None:
     assert conversion.data["positions"] == {"path": "/var/lib/otelcol/shipper-positions.json"}
     assert conversion.data["server"] == {"listen": "0.0.0.0:8888"}
     assert conversion.data["log"] == {"level": "warning"}
+
+
+def test_pod_labels_under_their_tag_names() -> None:
+    conversion = convert(processors={
+        "k8sattributes": {"extract": {"metadata": ["k8s.namespace.name"], "labels": [
+            {"tag_name": "app", "key": "app.kubernetes.io/name"},
+            {"key": "team"}]}},
+        "resource": {"attributes": [{"action": "insert", "key": "loki.resource.labels",
+                                     "value": "app, k8s.pod.labels.team"}]}})
+    assert conversion.data["labels"]["stream"] == ["app"]  # app.kubernetes.io/name: shipper's app
+    assert conversion.data["labels"]["pod_labels"] == ["team"]
+    assert "processors.resource.attributes[0]" in unmapped(conversion)  # a pod label as a label

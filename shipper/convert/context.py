@@ -49,6 +49,9 @@ class Ctx:
         self.labels = Labels()
         self.envelope_ops: set[str] = set()  # operators a format router sends raw lines to
         self.hint_fields: dict[str, str] = {}  # fields the Loki exporter was told to label
+        # k8sattributes' tag names for pod labels and annotations: the source one stands for
+        # ("app"), or "" for a pod label or annotation copied as it is
+        self.tags: dict[str, str] = {}
         self.tenant: tuple[dict[str, object], str] | None = None  # a loki.tenant hint
 
     def stage(self, kind: str, options: dict[str, object], origin: str,

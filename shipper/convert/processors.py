@@ -50,8 +50,14 @@ def _pod_key(ctx: Ctx, comp: Component, kind: str, i: int, spec: object) -> None
     if cfg.get("key") is None:
         raise Unsupported(where, "key_regex: shipper copies named keys only")
     key = as_str(cfg["key"], f"{where}.key")
+    tag = str(cfg.get("tag_name") or f"k8s.pod.{kind}.{key}")
+    if kind == "labels" and key == "app.kubernetes.io/name":  # what shipper's app is first
+        ctx.labels.add(ctx.labels.carried, "app", where)
+        ctx.tags[tag] = "app"
+        return
     table = ctx.labels.pod_labels if kind == "labels" else ctx.labels.pod_annotations
     table[key] = where
+    ctx.tags[tag] = ""  # a pod label or annotation: structured metadata only
     if cfg.get("tag_name"):
         ctx.report.differs(f"{where}.tag_name", f"shipped as {key!r} (its name sanitised for "
                            f"Loki), not {cfg['tag_name']!r}")
@@ -82,9 +88,12 @@ def _node(ctx: Ctx, comp: Component) -> None:
 def _hint(ctx: Ctx, where: str, key: str, value: str) -> None:
     if key in HINTS:
         for name in (n.strip() for n in value.split(",") if n.strip()):
-            source = source_of(name)
-            if source is not None:
+            source = source_of(name) or ctx.tags.get(name)
+            if source:
                 ctx.labels.add(ctx.labels.stream, source, where)
+            elif name in ctx.tags:
+                ctx.report.unmapped(where, f"{name}: a pod label or annotation; shipper ships "
+                                    "them as structured metadata, never as stream labels")
             else:
                 ctx.hint_fields[name] = where
     elif key == "loki.tenant":
