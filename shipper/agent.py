@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from shipper.batch import Batcher, FlowControl
+from shipper.batch import Batch, Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
 from shipper.enrich import Enricher
@@ -25,6 +25,7 @@ from shipper.tail import OpenFailed, Resume, RotationBudget, TailContext, Tailer
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from shipper.kube.gate import MetadataGate
     from shipper.kube.pod_cache import PodCache
     from shipper.kube.watch import PodWatcher
 
@@ -55,14 +56,17 @@ class Agent:
         self.positions = Positions(config.positions.path, self.metrics)
         self.pods: PodCache | None = None
         self.watcher: PodWatcher | None = None
+        self.gate: MetadataGate | None = None
         if config.kubernetes_enabled:
             # Imported only when used: lightkube and httpx cost ~10 MiB of the memory budget.
+            from shipper.kube.gate import MetadataGate
             from shipper.kube.pod_cache import PodCache
             from shipper.kube.watch import PodWatcher
 
             self.pods = PodCache(config.kubernetes.deleted_pod_ttl)
             # Built here so that a bad kubeconfig or a missing node name fails at start.
             self.watcher = PodWatcher(config.kubernetes, self.pods, self.metrics)
+            self.gate = MetadataGate(self.pods, config.kubernetes)
         self.enricher = Enricher(config.labels, config.kubernetes.node_name, self.pods)
         self.flow = FlowControl(config.batch.max_pending_bytes, self.metrics)
         self.batcher = Batcher(config.batch, self.flow, self.positions)
@@ -75,7 +79,7 @@ class Agent:
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
-                                poll_interval=config.inputs.rescan_interval)
+                                gate=self.gate, poll_interval=config.inputs.rescan_interval)
         self.server = HealthServer(config.server.listen, self.metrics, self.ready)
         self.started = False
 
@@ -93,6 +97,8 @@ class Agent:
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "starting"
+        if self.gate is not None and not self.gate.warm:
+            return False, "waiting for the first pod list"
         if self.positions.write_error:
             return False, f"positions not writable: {self.positions.write_error}"
         if (misconfigured := self.pusher.misconfigured) is not None:
@@ -114,6 +120,8 @@ class Agent:
         background = [asyncio.create_task(self._save_positions(), name="positions")]
         if self.watcher is not None:
             background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
+        if self.gate is not None:
+            self.gate.start()
         deliver = asyncio.create_task(self._deliver(), name="deliver")
         self.started = True
         log.info("started", extra={"paths": list(self.config.inputs.paths),
@@ -159,8 +167,16 @@ class Agent:
         """The one push loop: each batch is settled (acknowledged or dropped for good) before
         the positions behind it may advance."""
         while (batch := await self.batcher.next_batch()) is not None:
-            await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
+            self._drop_excluded(batch)
+            if batch.entries:  # else every entry was excluded: nothing to send, settled all same
+                await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
             self.batcher.settle(batch)
+
+    def _drop_excluded(self, batch: Batch) -> None:
+        """Exclusion is never bypassed by timing: entries read before their pod opted out (or
+        before the pod was known) are not sent once it has."""
+        if self.pods is not None and (dropped := batch.drop(self.enricher.excluded)):
+            self.metrics.entries_excluded.inc(dropped)
 
     async def _save_positions(self) -> None:
         while True:

@@ -8,11 +8,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from shipper.config import BatchConfig
 from shipper.metrics import Metrics
-from shipper.model import Chunk, Entry, Ticket
+from shipper.model import Chunk, Entry, Stream, Ticket
+
+_STREAM = itemgetter(2)  # of an Entry
 
 
 class FlowControl:
@@ -89,6 +92,27 @@ class Batch:
             return False
         self.tickets.append(ticket)
         return True
+
+    def drop(self, unwanted: Callable[[Stream], bool]) -> int:
+        """Take out the entries of the streams `unwanted` names; returns how many. Their tickets
+        stay: settling the batch settles them, so positions move past them. `size` stays what
+        flow control holds for the batch until then."""
+        dropped = 0
+        for key, entries in list(self.streams.items()):
+            # One Stream object per file and output, shared by its entries: ask once for each.
+            streams = {id(stream): stream for stream in map(_STREAM, entries)}
+            gone = {i for i, stream in streams.items() if unwanted(stream)}
+            if not gone:
+                continue
+            kept = [e for e in entries if id(e[2]) not in gone]
+            dropped += len(entries) - len(kept)
+            self.line_bytes -= sum(len(e[1]) for e in entries if id(e[2]) in gone)
+            if kept:
+                self.streams[key] = kept
+            else:
+                del self.streams[key]
+        self.entries -= dropped
+        return dropped
 
 
 class Ledger(Protocol):

@@ -106,6 +106,8 @@ class KubernetesConfig:
     kubeconfig: str = ""  # empty: in-cluster service account
     node_name: str = ""  # NODE_NAME overrides; the pod watch is scoped to this node
     deleted_pod_ttl: Seconds = 60.0  # keep a deleted pod's metadata for its last lines
+    startup_wait: Seconds = 10.0  # no file is read before the first pod list, or this long
+    pod_wait: Seconds = 5.0  # a file whose pod is not known yet waits this long for it
 
 
 @dataclass(frozen=True, slots=True)

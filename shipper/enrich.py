@@ -69,9 +69,8 @@ class Enricher:
     def streams(self, meta: PathMeta | None, path: str) -> FileStreams:
         pod = self._lookup(meta)
         values = self._values(meta, pod, path)
-        stdout, stderr = (self._stream(values, name) for name in ("stdout", "stderr"))
-        excluded = pod is not None and (
-            pod.excluded or (meta is not None and meta.container in pod.excluded_containers))
+        stdout, stderr = (self._stream(values, name, meta) for name in ("stdout", "stderr"))
+        excluded = pod is not None and meta is not None and pod.excludes(meta.container)
         return FileStreams(stdout, stderr, excluded, pod is not None, self.version,
                            MappingProxyType(values), pod.labels if pod else _EMPTY,
                            pod.annotations if pod else _EMPTY)
@@ -80,11 +79,19 @@ class Enricher:
     def waits_for_pods(self) -> bool:
         return self._pods is not None
 
+    def excluded(self, stream: Stream) -> bool:
+        """Whether the pod or container a stream's entries come from opts out now: asked again
+        before they are sent, as the annotation (or the pod) may arrive after they were read."""
+        origin = stream.origin
+        if self._pods is None or origin is None:
+            return False
+        pod = self._pods.get_for_log(origin)
+        return pod is not None and pod.excludes(origin.container)
+
     def _lookup(self, meta: PathMeta | None) -> PodMeta | None:
         if self._pods is None or meta is None:
             return None
-        pod = self._pods.get_by_uid(meta.pod_uid) if meta.pod_uid else None
-        return pod or self._pods.get(meta.namespace, meta.pod)
+        return self._pods.get_for_log(meta)
 
     def _values(self, meta: PathMeta | None, pod: PodMeta | None, path: str) -> dict[str, str]:
         if meta is None:  # not a kubelet file: the path is all we know, as Promtail does
@@ -108,7 +115,7 @@ class Enricher:
                     values[sanitize_label_name(key)] = pod.annotations[key]
         return values
 
-    def _stream(self, values: dict[str, str], stream: str) -> Stream:
+    def _stream(self, values: dict[str, str], stream: str, meta: PathMeta | None) -> Stream:
         values = {**values, "stream": stream}
         label_keys = set(self._config.stream) | ({"filename"} if "filename" in values else set())
         metadata_keys = (set(self._config.structured_metadata)
@@ -117,4 +124,4 @@ class Enricher:
         pairs = tuple(sorted((k, v) for k, v in values.items() if k in label_keys and v))
         metadata = tuple(sorted(
             (k, v) for k, v in values.items() if k in metadata_keys - label_keys and v))
-        return Stream(render_labels(pairs), pairs, metadata)
+        return Stream(render_labels(pairs), pairs, metadata, origin=meta)

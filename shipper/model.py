@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shipper.kube.pod_path import PathMeta
 
 # One log line on its way to Loki: (timestamp in ns since the epoch, the line as valid UTF-8,
 # the stream it belongs to). A plain tuple because millions are made per minute on the hot path.
@@ -30,6 +34,9 @@ class Stream:
     label_pairs: tuple[tuple[str, str], ...]  # the same labels as (name, value), sorted by name
     metadata: tuple[tuple[str, str], ...] = ()
     tenant: str = ""  # X-Scope-OrgID of its pushes; "": loki.tenant_id
+    # The container whose log it is: its pod may opt out after the entries were read, and
+    # that is checked again before they are sent.
+    origin: PathMeta | None = field(default=None, compare=False)
     key: str = field(init=False, repr=False, compare=False)  # what batches group entries by
 
     def __post_init__(self) -> None:

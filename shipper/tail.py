@@ -9,17 +9,21 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.frame import ENVELOPE, LineFramer, Lines
-from shipper.kube.pod_path import PathMeta, parse_log_path
+from shipper.kube.pod_path import PathMeta, link_chain, parse_log_path
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
 from shipper.sink import Reservation, Sink
+
+if TYPE_CHECKING:
+    from shipper.kube.gate import MetadataGate
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class TailContext:
     metrics: Metrics
     resume: Resume
     rotation: RotationBudget
+    gate: MetadataGate | None = None  # with the Kubernetes API: no read before the metadata
     poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
 
@@ -104,7 +109,7 @@ class Tailer:
         self.path = path
         self.realpath = os.path.realpath(path)
         self._ctx = ctx
-        self._meta: PathMeta | None = parse_log_path(path, self.realpath)
+        self._meta: PathMeta | None = parse_log_path(*link_chain(path), self.realpath)
         self._streams: FileStreams | None = None
         self._files: list[_OpenFile] = []  # rotated ones first, the current one last
         self._wake = asyncio.Event()
@@ -197,6 +202,8 @@ class Tailer:
     async def run(self, once: bool = False) -> None:
         """Read until the path is gone (or, with once, until everything is at EOF)."""
         try:
+            if self._ctx.gate is not None:
+                await self._ctx.gate.wait(self._meta)
             while not self.done:
                 self._wake.clear()  # before reading: a wake-up during the pass is not lost
                 await self._drain()

@@ -94,6 +94,35 @@ def test_streams_are_grouped_by_label_set() -> None:
     asyncio.run(scenario())
 
 
+def test_dropping_streams_keeps_the_batchs_tickets_and_size() -> None:
+    """Entries of a stream that may no longer ship leave the batch; the batch still settles
+    their tickets and gives back every byte it held."""
+    async def scenario() -> None:
+        ledger = Ledger()
+        batcher = make(ledger, size=100, timeout=60.0)
+        batcher.add(chunk(2, end=1, stream=OUT))
+        batcher.add(chunk(3, end=2, stream=OTHER, line=b"y" * 5))
+        batcher.add(chunk(1, end=3, stream=ERR))  # OUT's key, another stream: kept
+        batcher.close()
+        batch = await batcher.next_batch()
+        assert batch is not None
+        asked: list[Stream] = []
+
+        def unwanted(stream: Stream) -> bool:
+            asked.append(stream)
+            return stream in (OUT, OTHER)
+
+        assert batch.drop(unwanted) == 5
+        assert len(asked) == 3  # once per stream, not per entry
+        assert {k: [e[2] for e in v] for k, v in batch.streams.items()} == {'{app="a"}': [ERR]}
+        held = 2 * 10 + 3 * 5 + 10 + 6 * 20  # every line and entry overhead, until settled
+        assert (batch.entries, batch.line_bytes, batch.size) == (1, 10, held)
+        assert batch.drop(unwanted) == 0
+        batcher.settle(batch)
+        assert [t.end for t in ledger.settled] == [1, 2, 3]
+    asyncio.run(scenario())
+
+
 def test_an_empty_chunk_holds_nothing_and_close_drains() -> None:
     async def scenario() -> None:
         ledger = Ledger()

@@ -19,6 +19,7 @@ def test_empty_config_gives_daemonset_defaults() -> None:
     assert config.server.listen == "0.0.0.0:9080"
     assert config.labels.stream == ("namespace", "container", "app")
     assert config.labels.structured_metadata == ("pod", "node", "stream")
+    assert (config.kubernetes.startup_wait, config.kubernetes.pod_wait) == (10.0, 5.0)
     assert not config.dry_run
 
 
@@ -43,6 +44,8 @@ def test_environment_overrides() -> None:
     ("nope: 1", "nope", "unknown key"),
     ("batch: {timeout: soon}", "batch.timeout", "duration"),
     ("batch: {timeout: -1s}", "batch.timeout", "duration"),
+    ("kubernetes: {startup_wait: 0s}", "kubernetes.startup_wait", "positive"),
+    ("kubernetes: {pod_wait: later}", "kubernetes.pod_wait", "duration"),
     ("batch: {size: many}", "batch.size", "positive integer"),
     ("batch: {size: 0}", "batch.size", "positive integer"),
     ("batch: {max_bytes: 1XB}", "batch.max_bytes", "size"),

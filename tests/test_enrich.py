@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from shipper.config import LabelsConfig
 from shipper.enrich import Enricher, render_labels, sanitize_label_name
-from shipper.kube.pod_path import parse_log_path, workload_from_pod_name
+from shipper.kube.pod_path import link_chain, parse_log_path, workload_from_pod_name
 
 CID = "0123456789abcdef" * 4
 
@@ -19,6 +22,24 @@ def test_paths_of_both_kubelet_layouts() -> None:
     assert meta is not None and (meta.namespace, meta.pod, meta.container, meta.pod_uid) == (
         "shop", "web-0", "web", "5f1c2a9e-3b7d")
     assert parse_log_path("/var/log/syslog") is None
+
+
+def test_the_uid_comes_from_the_pods_directory_a_link_leads_through(tmp_path: Path) -> None:
+    """Docker: /var/log/containers/x.log -> /var/log/pods/<ns>_<pod>_<uid>/<c>/0.log ->
+    /var/lib/docker/containers/<id>/<id>-json.log. The real path names no uid; the hop does."""
+    docker = tmp_path / f"var/lib/docker/containers/{CID}/{CID}-json.log"
+    pods = tmp_path / "var/log/pods/shop_web-0_5f1c2a9e-3b7d/web/0.log"
+    link = tmp_path / f"var/log/containers/web-0_shop_web-{CID}.log"
+    for path in (docker, pods, link):
+        path.parent.mkdir(parents=True)
+    docker.touch()
+    pods.symlink_to(docker)
+    link.symlink_to(os.path.relpath(pods, link.parent))  # relative, as some runtimes write it
+    meta = parse_log_path(*link_chain(str(link)), os.path.realpath(link))
+    assert meta is not None and (meta.namespace, meta.pod, meta.container, meta.pod_uid) == (
+        "shop", "web-0", "web", "5f1c2a9e-3b7d")
+    without_hop = parse_log_path(str(link), os.path.realpath(link))
+    assert without_hop is not None and without_hop.pod_uid == ""
 
 
 @pytest.mark.parametrize(("pod", "workload"), [

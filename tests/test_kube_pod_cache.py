@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from shipper.kube.pod_cache import PodCache, PodMeta
+from shipper.kube.pod_path import PathMeta
 from tests.support.fake_kube import make_pod
 
 
@@ -102,6 +103,17 @@ def test_modified_bumps_the_version_only_when_the_metadata_changed() -> None:
     assert meta is not None and meta.app == "b"
 
 
+def test_listeners_hear_each_change_and_each_full_list() -> None:
+    cache = PodCache()
+    heard: list[tuple[int, bool]] = []
+    cache.subscribe(lambda: heard.append((cache.version, cache.listed)))
+    cache.replace([])  # an empty node: nothing changed, but the list is in
+    pod = make_pod("p", uid="u-1")
+    cache.apply("ADDED", pod)
+    cache.apply("MODIFIED", pod)  # the same metadata: nothing a lookup could see
+    assert heard == [(0, True), (1, True)]
+
+
 def test_a_deleted_pod_is_kept_for_the_ttl() -> None:
     clock = Clock()
     cache = PodCache(deleted_ttl=60.0, clock=clock)
@@ -133,6 +145,39 @@ def test_a_pod_recreated_under_its_name_survives_the_old_ones_expiry() -> None:
     meta = cache.get("default", "db-0")
     assert meta is not None and meta.uid == "new"
     assert cache.get_by_uid("old") is None
+
+
+def test_a_log_file_gets_the_pod_its_path_names_by_uid() -> None:
+    clock = Clock()
+    cache = PodCache(deleted_ttl=60.0, clock=clock)
+    old, new = make_pod("db-0", uid="0ld"), make_pod("db-0", uid="ee1")
+    old_file, new_file = PathMeta("default", "db-0", "app", "0ld"), PathMeta(
+        "default", "db-0", "app", "ee1")
+    cache.apply("ADDED", old)
+    cache.apply("DELETED", old)
+    assert cache.get_for_log(new_file) is None  # not the old pod under the new one's name
+    cache.apply("ADDED", new)
+    assert _uid(cache.get_for_log(old_file)) == "0ld"  # deleted: serves its last lines
+    assert _uid(cache.get_for_log(new_file)) == "ee1"
+    assert _uid(cache.get_for_log(PathMeta("default", "db-0", "app"))) == "ee1"  # no uid: name
+    clock.now += 61.0
+    cache.expire()
+    assert cache.get_for_log(old_file) is None
+
+
+def test_a_static_pods_log_is_found_through_its_mirror() -> None:
+    cache = PodCache()
+    config_hash = "81cdabfc720501d9e81b425b15921b4d"  # kubelet's uid for it, named in its path
+    cache.apply("ADDED", make_pod("kube-apiserver-node-a", "kube-system", uid="a-mirror-uid",
+                                  owner_kind="Node", owner_name="node-a",
+                                  annotations={"kubernetes.io/config.mirror": config_hash}))
+    found = cache.get_for_log(PathMeta("kube-system", "kube-apiserver-node-a", "kube-apiserver",
+                                       config_hash))
+    assert _uid(found) == "a-mirror-uid"
+
+
+def _uid(meta: PodMeta | None) -> str | None:
+    return None if meta is None else meta.uid
 
 
 def test_replace_keeps_listed_pods_and_retires_the_rest() -> None:

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from shipper.kube.pod_path import CRONJOB_SUFFIX, SAFE_ALPHABET
+from shipper.kube.pod_path import CRONJOB_SUFFIX, SAFE_ALPHABET, PathMeta
 
 EXCLUDE = "shipper.io/exclude"
 EXCLUDE_CONTAINERS = "shipper.io/exclude-containers"
+# kubelet names a static pod's log directory by its config hash, which the pod's mirror in the
+# API carries here: the mirror's own uid is another one.
+MIRROR = "kubernetes.io/config.mirror"
 # kubectl apply stores the whole manifest here: kilobytes per pod that no log label wants.
 _DROPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 # The Deployment controller names a ReplicaSet <deployment>-<pod-template-hash>.
@@ -37,6 +40,10 @@ class PodMeta:
     annotations: Mapping[str, str]
     excluded: bool  # annotation shipper.io/exclude: "true"
     excluded_containers: frozenset[str]  # annotation shipper.io/exclude-containers: "a,b"
+
+    def excludes(self, container: str) -> bool:
+        """Whether the container's lines are opted out, the whole pod or just it."""
+        return self.excluded or container in self.excluded_containers
 
 
 def _strings(raw: object, drop: frozenset[str] = frozenset()) -> Mapping[str, str]:
@@ -109,8 +116,10 @@ class PodCache:
     def __init__(self, deleted_ttl: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.version = 0  # bumped whenever a lookup could answer differently
+        self.listed = False  # a full list is in: every pod of the node was known at that point
         self._ttl = deleted_ttl
         self._clock = clock
+        self._listeners: list[Callable[[], None]] = []
         self._by_uid: dict[str, PodMeta] = {}
         self._by_name: dict[tuple[str, str], PodMeta] = {}
         self._deleted_at: dict[str, float] = {}  # uid -> clock() at deletion
@@ -121,8 +130,26 @@ class PodCache:
     def get_by_uid(self, uid: str) -> PodMeta | None:
         return self._by_uid.get(uid)
 
+    def get_for_log(self, meta: PathMeta) -> PodMeta | None:
+        """The pod whose container writes the log file `meta` was read from: by the uid in its
+        path when it has one, so that a pod deleted and recreated under the same name (a
+        StatefulSet's) never lends its metadata to the other one's files."""
+        if not meta.pod_uid:
+            return self.get(meta.namespace, meta.pod)
+        pod = self._by_uid.get(meta.pod_uid)
+        if pod is None:  # a static pod's directory is named by its mirror's config hash
+            named = self.get(meta.namespace, meta.pod)
+            if named is not None and named.annotations.get(MIRROR) == meta.pod_uid:
+                return named
+        return pod
+
     def __len__(self) -> int:
         return len(self._by_uid)
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each change a lookup could see, and after each full list:
+        whoever waits for a pod is woken by its arrival, not by polling."""
+        self._listeners.append(listener)
 
     def apply(self, event_type: str, pod: Mapping[str, Any]) -> None:
         """Apply one watch event: ADDED, MODIFIED or DELETED with the pod's JSON."""
@@ -144,6 +171,8 @@ class PodCache:
         now = self._clock()
         for uid in self._by_uid.keys() - listed:
             self._deleted_at.setdefault(uid, now)
+        self.listed = True
+        self._notify()
 
     def expire(self) -> None:
         """Forget pods deleted more than `deleted_ttl` seconds ago."""
@@ -157,7 +186,7 @@ class PodCache:
             # A StatefulSet pod comes back under the same name: keep the new one.
             if self._by_name.get(key) is meta:
                 del self._by_name[key]
-            self.version += 1
+            self._changed()
 
     def _store(self, meta: PodMeta, deleted_at: float | None) -> None:
         if deleted_at is None:
@@ -169,4 +198,12 @@ class PodCache:
             return  # most MODIFIED events are status changes that leave PodMeta as it was
         self._by_uid[meta.uid] = meta
         self._by_name[key] = meta
+        self._changed()
+
+    def _changed(self) -> None:
         self.version += 1
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()

@@ -1,7 +1,8 @@
-"""Metadata from a log file's path alone: what is known before (or without) the Kubernetes API."""
+"""Metadata from a log file's path and its links: what is known before (or without) the API."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ _RANDOM_SUFFIX = re.compile(f"-{SAFE_ALPHABET}{{5}}$")
 _TEMPLATE_HASH = re.compile(f"-{SAFE_ALPHABET}{{6,10}}$")
 _CRONJOB_SUFFIX = re.compile(CRONJOB_SUFFIX)
 _ORDINAL = re.compile(r"-\d+$")
+_MAX_LINKS = 8  # kubelet makes two; more is a loop or not its layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +34,30 @@ class PathMeta:
 
 
 def parse_log_path(*paths: str) -> PathMeta | None:
-    """The first of `paths` (e.g. the /var/log/containers link, then its target) that names a
-    pod's log file, or None for a file outside the kubelet layout."""
-    for path in paths:
-        if m := _CONTAINERS_RE.search(path):
-            return PathMeta(m["ns"], m["pod"], m["container"])
+    """What the first of `paths` that names a pod's log file says: a /var/log/pods path first,
+    as only it carries the pod's uid (a pod deleted and recreated under the same name has a new
+    one), else a /var/log/containers link name; None for a file outside the kubelet layout."""
     for path in paths:
         if m := _PODS_RE.search(path):
             return PathMeta(m["ns"], m["pod"], m["container"], m["uid"])
+    for path in paths:
+        if m := _CONTAINERS_RE.search(path):
+            return PathMeta(m["ns"], m["pod"], m["container"])
     return None
+
+
+def link_chain(path: str) -> list[str]:
+    """`path`, then each symlink it leads through: /var/log/containers/<name>.log points to
+    /var/log/pods/<ns>_<pod>_<uid>/<container>/0.log, which with Docker points on into
+    /var/lib/docker/containers. realpath() would skip the one hop that names the uid."""
+    chain = [path]
+    for _ in range(_MAX_LINKS):
+        try:
+            target = os.readlink(chain[-1])
+        except OSError:  # not a link (the usual end), or gone: what we have is all we know
+            break
+        chain.append(os.path.join(os.path.dirname(chain[-1]), target))
+    return chain
 
 
 def workload_from_pod_name(pod: str) -> str:

@@ -117,7 +117,6 @@ class PodWatcher:
         if not config.node_name:
             raise ConfigError("kubernetes.node_name",
                               "required: set NODE_NAME from spec.nodeName (downward API)")
-        self.synced = False  # True once the first list is in the cache
         self._kube = load_kube_config(config)
         self._cache = cache
         self._metrics = metrics
@@ -126,6 +125,11 @@ class PodWatcher:
         self._selector = f"spec.nodeName={config.node_name}"
         self._rv = ""  # resourceVersion to resume the watch from
         self._progressed = False  # the current attempt received an event
+
+    @property
+    def synced(self) -> bool:
+        """The first list is in the cache."""
+        return self._cache.listed
 
     async def run(self) -> None:
         """List and watch until cancelled. Never raises for API trouble."""
@@ -182,7 +186,6 @@ class PodWatcher:
         self._cache.replace(pods)
         self._rv = str(metadata.get("resourceVersion", ""))
         self._metrics.kube_pods.set(len(self._cache))
-        self.synced = True
         log.info("listed %d pods on this node at resourceVersion %s", len(pods), self._rv)
 
     async def _watch(self, client: httpx.AsyncClient) -> None:

@@ -62,7 +62,7 @@ class TimestampConfig:
 
 @dataclass(frozen=True, slots=True)
 class JsonConfig:
-    fields: StrMap = ()  # field name: dotted path; empty: every top-level key
+    fields: StrMap = ()  # field name: dotted path; empty: every leaf, under its dotted path
     source: str = ""  # a field to parse instead of the line
     timestamp: TimestampConfig = field(default_factory=TimestampConfig)
     line: str = ""  # path whose value becomes the line
@@ -95,7 +95,7 @@ class LevelConfig:
 class ReplaceConfig:
     regex: str = ""
     preset: str = ""  # email, card, bearer, jwt
-    replacement: str = "<redacted>"  # \1 and \g<name> refer to groups
+    replacement: str = "<redacted>"  # \1 and \g<name> refer to groups; with a preset: literal
     field: str = ""  # rewrite this field instead of the line
 
 
@@ -146,7 +146,7 @@ class FieldListConfig:
 
 @dataclass(frozen=True, slots=True)
 class FlattenConfig:
-    field: str = ""  # fields named "<field>.x" become "x"
+    field: str = ""  # fields "<field>.x" move up a level: "x" (for a.b, "a.b.x" -> "a.x")
 
 
 StageOptions = (MultilineConfig | JsonConfig | LogfmtConfig | RegexConfig | TimestampConfig

@@ -9,6 +9,7 @@ import json
 import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,13 +90,17 @@ class Request:
 class FakeKube:
     """Pods in memory, an etcd-like resourceVersion counter and an event log the watches read.
 
-    Use as a context manager; it listens on 127.0.0.1 on a free port."""
+    Use as a context manager; it listens on 127.0.0.1 on a free port. `list_delay`: seconds
+    every LIST waits before it answers, as a loaded API server does."""
 
-    def __init__(self) -> None:
+    def __init__(self, list_delay: float = 0.0) -> None:
         self._cond = threading.Condition()
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._rv = 100
-        self._events: list[tuple[int, str, dict[str, Any]]] = []  # (rv, type, object)
+        # (rv, type, object, time.monotonic() when watches may see it)
+        self._events: list[tuple[int, str, dict[str, Any], float]] = []
+        self._event_delay = 0.0
+        self.list_delay = list_delay
         self._compacted = 0  # watches and lists from an rv below this get 410 Gone
         self._epoch = 0  # bumped to end every open watch stream
         self._watching = 0  # open watch streams, past their start
@@ -179,12 +184,18 @@ class FakeKube:
             pod = self._pods[(namespace, name)]
         return self._change("DELETED", pod)
 
+    def delay_events(self, seconds: float) -> None:
+        """Changes made from now on reach open watches `seconds` later (a lagging watch cache);
+        a LIST sees them at once, as the API server's storage does."""
+        with self._cond:
+            self._event_delay = seconds
+
     def bookmark(self) -> None:
         """Send a BOOKMARK at the current rv to watches that allowed bookmarks."""
         with self._cond:
             obj = {"kind": "Pod", "apiVersion": "v1",
                    "metadata": {"resourceVersion": str(self._rv)}}
-            self._events.append((self._rv, "BOOKMARK", obj))
+            self._events.append((self._rv, "BOOKMARK", obj, self._due()))
             self._cond.notify_all()
 
     def compact(self) -> None:
@@ -211,14 +222,18 @@ class FakeKube:
                 if (kind == "ADDED") == (key in self._pods):
                     raise ValueError(f"{kind} of {key}: not what the pod's existence allows")
                 self._pods[key] = pod
-            self._events.append((self._rv, kind, pod))
+            self._events.append((self._rv, kind, pod, self._due()))
             self._cond.notify_all()
             return copy.deepcopy(pod)
+
+    def _due(self) -> float:
+        return time.monotonic() + self._event_delay
 
     # -- protocol --------------------------------------------------------------------------
 
     def _list(self, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
         """The current state (any resourceVersion asked for is served as "not older than")."""
+        time.sleep(self.list_delay)  # in this request's own thread: other requests go on
         with self._cond:
             if "continue" in query:
                 items = self._pages.pop(query["continue"], None)
@@ -280,7 +295,8 @@ class FakeKube:
                 dropped = self._epoch != epoch
                 batch = self._events[cursor:]
                 cursor = len(self._events)
-            for _, kind, obj in batch:
+            for _, kind, obj, due in batch:
+                time.sleep(max(0.0, due - time.monotonic()))
                 if kind == "BOOKMARK":
                     if bookmarks:
                         send({"type": kind, "object": obj})

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +29,14 @@ class PodLog:
     namespace: str
     pod: str
     container: str
-    uid: str = "0b6a4c1e-1111-2222-3333-444455556666"
+    uid: str = ""  # default: one per namespace and pod name; pass it to make_pod(uid=...)
     docker: bool = False  # json-file format instead of CRI
     rotations: int = 0
     next_ts: int = 1_800_000_000_000_000_000  # ns; every line gets a distinct timestamp
     written: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.uid = self.uid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.namespace}/{self.pod}"))
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self.file.touch()
         self.link.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,10 @@ class PodLog:
 
     @property
     def link(self) -> Path:
-        cid = hashlib.sha256(f"{self.namespace}/{self.pod}/{self.container}".encode()).hexdigest()
+        # A container id is new for each container, so a pod recreated under its name (new uid)
+        # gets a link of its own beside the old one.
+        cid = hashlib.sha256(
+            f"{self.namespace}/{self.pod}/{self.uid}/{self.container}".encode()).hexdigest()
         name = f"{self.pod}_{self.namespace}_{self.container}-{cid}.log"
         return self.root / "var/log/containers" / name
 
