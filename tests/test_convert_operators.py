@@ -4,9 +4,16 @@ the Collector's own docs give what those docs say the operator gives."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from tests.support.otelcol import convert, fatal, stages, unmapped
+from tests.support.otelcol import behave, convert, fatal, stages, unmapped
+
+
+def ns(*when: int) -> int:
+    """An instant (UTC) as ns since the epoch."""
+    return int(datetime(*when, tzinfo=UTC).timestamp()) * 10**9
 
 OP = "receivers.filelog.operators[1]"  # the first operator after the container operator
 
@@ -51,12 +58,26 @@ def test_json_parser_with_timestamp_and_severity_blocks() -> None:
         {"level": {"field": "level", "mapping": {"w": "warn", "e": "error", "500": "error",
                                                   "boom": "critical"}}}]
     assert conversion.report.not_mapped == []
+    # severity.md: a mapped value, a standard one (the default preset), one that is neither
+    out = behave(conversion, ['{"ts": 1136214245123, "level": "W"}', '{"level": "ERROR"}',
+                              '{"level": "boom", "user": {"id": 7}}'])
+    assert out[0].ts == 1136214245123 * 10**6
+    assert [r.field("detected_level") for r in out] == ["warn", "error", "critical"]
+    assert out[2].field("user.id") == "7"  # attributes.user.id, as shipper names a leaf
 
 
 def test_json_parser_of_a_field_and_into_the_body() -> None:
+    # json_parser.md: "Parse the field message as JSON, and parse the timestamp"
     conversion = convert([{"type": "json_parser", "parse_from": "body.message",
-                           "parse_to": "body"}])
-    assert stages(conversion) == [{"json": {"source": "message"}}]
+                           "parse_to": "body", "timestamp": {
+                               "parse_from": "body.seconds_since_epoch", "layout_type": "epoch",
+                               "layout": "s"}}])
+    assert stages(conversion) == [{"json": {"source": "message", "timestamp": {
+        "source": "seconds_since_epoch", "format": "unix"}}}]
+    [out] = behave(conversion, ["x"], fields={
+        "message": '{"key": "val", "seconds_since_epoch": 1136214245}'})
+    assert out.field("key") == "val"
+    assert out.ts == ns(2006, 1, 2, 15, 4, 5)  # 1136214245 s (the doc prints it as -07:00)
 
 
 def test_a_parser_that_drops_what_it_cannot_parse_does_not_map() -> None:
@@ -76,6 +97,9 @@ def test_regex_parser_with_a_timestamp_from_its_group() -> None:
         "expression": r"^Time=(?P<timestamp_field>\d{4}-\d{2}-\d{2}), Host=(?P<host>[^,]+), "
                       r"Type=(?P<type>.*)$",
         "timestamp": {"source": "timestamp_field", "format": "%Y-%m-%d"}}}]
+    [out] = behave(conversion, ["Time=2020-01-31, Host=127.0.0.1, Type=HTTP"])
+    assert (out.field("host"), out.field("type")) == ("127.0.0.1", "HTTP")
+    assert out.ts == ns(2020, 1, 31)
 
 
 def test_regex_parser_of_a_field_with_an_if() -> None:
@@ -88,7 +112,13 @@ def test_regex_parser_of_a_field_with_an_if() -> None:
 
 
 def test_key_value_parser_is_logfmt_when_it_reads_key_equals_value_pairs() -> None:
-    assert stages(convert([{"type": "key_value_parser"}])) == [{"logfmt": {}}]
+    # key_value_parser.md: "Parse the field message as key value pairs, and parse the timestamp"
+    conversion = convert([{"type": "key_value_parser", "timestamp": {
+        "parse_from": "seconds_since_epoch", "layout_type": "epoch", "layout": "s"}}])
+    assert stages(conversion) == [{"logfmt": {"timestamp": {"source": "seconds_since_epoch",
+                                                            "format": "unix"}}}]
+    [out] = behave(conversion, ["name=stanza seconds_since_epoch=1136214245"])
+    assert out.field("name") == "stanza" and out.ts == 1136214245 * 10**9
     other = convert([{"type": "key_value_parser", "delimiter": ":"}])
     assert "':'" in unmapped(other)[OP] and not fatal(other)
 
@@ -99,6 +129,15 @@ def test_recombine_on_a_first_line_regex_is_multiline() -> None:
                            "is_first_entry": 'body matches "^[^\\\\s]"'}])
     assert stages(conversion) == [{"multiline": {"first_line": r"^[^\s]", "max_lines": 1000,
                                                  "max_wait": "5s"}}]
+    assert [r.line for r in behave(conversion, STACK_TRACE)] == RECOMBINED
+
+
+# recombine.md's input and output
+STACK_TRACE = ["Log message 1", "Error: java.lang.Exception: Stack trace",
+               "        at java.lang.Thread.dumpStack(Thread.java:1336)",
+               "        at Main.demo3(Main.java:15)", "        at Main.main(Main.java:3)",
+               "Another log message"]
+RECOMBINED = [STACK_TRACE[0], "\n".join(STACK_TRACE[1:5]), STACK_TRACE[5]]
 
 
 def test_recombine_variants() -> None:
@@ -108,40 +147,68 @@ def test_recombine_variants() -> None:
     assert stages(negated) == [{"multiline": {"continuation": r"^\s", "separator": "",
                                               "max_lines": 1000, "max_bytes": 65536,
                                               "max_wait": "1s"}}]
+    assert [r.line for r in behave(negated, STACK_TRACE)] == [
+        line.replace("\n", "") for line in RECOMBINED]
     last = convert([{"type": "recombine", "combine_field": "body",
                      "is_last_entry": 'body matches "END$"'}])
     assert stages(last)[0]["multiline"]["last_line"] == "END$"
+    assert [r.line for r in behave(last, ["a", "b END", "c END", "d"])] == [
+        "a\nb END", "c END", "d"]
     other_field = convert([{"type": "recombine", "combine_field": "attributes.msg",
                             "is_first_entry": 'body matches "x"'}])
     assert fatal(other_field) == {OP}
 
 
-@pytest.mark.parametrize(("op", "stage"), [
+# Each operator with an entry before and after, as its doc page shows (line, fields; ts)
+BEFORE = ("The log line", {"msg": "The message", "a": "1", "b": "2", "c": "3",
+                           "password": "hunter2", "sev": "nooo!", "ts": "Jun 5 13:50:27 2020",
+                           "http.status": "200", "http.method": "GET"})
+
+
+@pytest.mark.parametrize(("op", "stage", "line", "changed"), [
     ({"type": "move", "from": "attributes.msg", "to": "body"},
-     {"move": {"from": "msg", "to": "line"}}),
+     {"move": {"from": "msg", "to": "line"}}, "The message", {"msg": None}),
     ({"type": "move", "from": "body", "to": "attributes.original"},
-     {"move": {"from": "line", "to": "original"}}),
-    ({"type": "copy", "from": "attributes.a", "to": "attributes.b"},
-     {"copy": {"from": "a", "to": "b"}}),
+     {"move": {"from": "line", "to": "original"}}, "", {"original": "The log line"}),
+    ({"type": "copy", "from": "attributes.a", "to": "attributes.z"},
+     {"copy": {"from": "a", "to": "z"}}, None, {"z": "1"}),
     ({"type": "add", "field": "attributes.env", "value": "prod"},
-     {"set": {"fields": {"env": "prod"}}}),
+     {"set": {"fields": {"env": "prod"}}}, None, {"env": "prod"}),
     ({"type": "add", "field": "resource.team", "value": {"name": "core", "oncall": True}},
-     {"set": {"fields": {"team.name": "core", "team.oncall": "true"}}}),
-    ({"type": "remove", "field": "attributes.password"}, {"remove": {"fields": ["password"]}}),
-    ({"type": "retain", "fields": ["attributes.a", "body.b"]}, {"retain": {"fields": ["a", "b"]}}),
-    ({"type": "flatten", "field": "attributes.http"}, {"flatten": {"field": "http"}}),
-    ({"type": "regex_replace", "regex": "token=(\\w+)", "replace_with": "token=<$1>"},
-     {"replace": {"regex": "token=(\\w+)", "replacement": "token=<\\g<1>>"}}),
-    ({"type": "severity_parser", "parse_from": "attributes.sev"}, {"level": {"field": "sev"}}),
+     {"set": {"fields": {"team.name": "core", "team.oncall": "true"}}}, None,
+     {"team.name": "core", "team.oncall": "true"}),
+    ({"type": "remove", "field": "attributes.password"}, {"remove": {"fields": ["password"]}},
+     None, {"password": None}),
+    ({"type": "flatten", "field": "attributes.http"}, {"flatten": {"field": "http"}}, None,
+     {"http.status": None, "http.method": None, "status": "200", "method": "GET"}),
+    ({"type": "regex_replace", "regex": "(log) (line)", "replace_with": "$2 ${1}"},
+     {"replace": {"regex": "(log) (line)", "replacement": "\\g<2> \\g<1>"}}, "The line log", {}),
+    ({"type": "severity_parser", "parse_from": "attributes.sev", "mapping": {"error": "nooo!"}},
+     {"level": {"field": "sev", "mapping": {"nooo!": "error"}}}, None,
+     {"detected_level": "error"}),
     ({"type": "time_parser", "parse_from": "attributes.ts", "layout_type": "gotime",
       "layout": "Jan 2 15:04:05 2006"},
-     {"timestamp": {"source": "ts", "format": "%b %d %H:%M:%S %Y"}}),
+     {"timestamp": {"source": "ts", "format": "%b %d %H:%M:%S %Y"}}, None, {}),
 ])
-def test_field_operators_become_field_stages(op: dict[str, object],
-                                             stage: dict[str, object]) -> None:
+def test_field_operators_become_field_stages(op: dict[str, object], stage: dict[str, object],
+                                             line: str | None,
+                                             changed: dict[str, str | None]) -> None:
     conversion = convert([op])
     assert stages(conversion) == [stage]
     assert conversion.report.not_mapped == []
+    [out] = behave(conversion, [BEFORE[0]], fields=BEFORE[1])
+    assert out.line == (BEFORE[0] if line is None else line)
+    expected = {**BEFORE[1], **changed}
+    assert out.fields == {k: v for k, v in expected.items() if v is not None}
+    if op["type"] == "time_parser":  # timestamp.md: "Parse a timestamp using a gotime layout"
+        assert out.ts == ns(2020, 6, 5, 13, 50, 27)
+
+
+def test_retain_keeps_the_fields_named() -> None:
+    conversion = convert([{"type": "retain", "fields": ["attributes.a", "body.b"]}])
+    assert stages(conversion) == [{"retain": {"fields": ["a", "b"]}}]
+    [out] = behave(conversion, [BEFORE[0]], fields=BEFORE[1])
+    assert (out.line, out.fields) == (BEFORE[0], {"a": "1", "b": "2"})
 
 
 def test_kubernetes_attributes_are_renamed_or_removed_by_name_not_by_stage() -> None:
@@ -245,3 +312,10 @@ def test_the_receivers_multiline_block_is_a_multiline_stage_first() -> None:
         "multiline": {"line_start_pattern": "^Exception"}})
     assert stages(conversion)[0] == {"multiline": {"first_line": "^Exception",
                                                    "max_wait": "500ms"}}
+    trace = ['Exception in thread 1 "main" java.lang.NullPointerException',
+             "        at com.example.myproject.Book.getTitle(Book.java:16)",
+             'Exception in thread 2 "main" java.lang.NullPointerException',
+             "        at com.example.myproject.Bootstrap.main(Bootstrap.java:44)"]
+    grouped = behave(convert([], receiver={"multiline": {"line_start_pattern": "^Exception"}}),
+                     trace)
+    assert [r.line for r in grouped] == ["\n".join(trace[:2]), "\n".join(trace[2:])]
