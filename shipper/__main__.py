@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import argparse
     from types import FrameType
 
     from shipper.agent import Agent
@@ -67,11 +68,11 @@ def _demo() -> int:
     import tempfile
 
     from shipper.config import load_config
-    from shipper.examples import install_examples
+    from shipper.examples import DEMO_CONFIG, install_examples
 
     with tempfile.TemporaryDirectory(prefix="shipper-demo-") as root:
         pattern = install_examples(root)
-        base = load_config(None)
+        base = load_config(DEMO_CONFIG)
         config = dataclasses.replace(
             base,
             inputs=dataclasses.replace(base.inputs, paths=(pattern,)),
@@ -107,6 +108,36 @@ def _convert(source: str, path: str) -> int:
     return 1 if conversion.report.not_mapped else 0
 
 
+def _pairs(flag: str, items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"shipper: {flag} expects KEY=VALUE, got {item!r}", file=sys.stderr)
+            raise SystemExit(2)
+        pairs[key] = value
+    return pairs
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from shipper.config_files import load_configs
+    from shipper.pipeline.inspect import Pod, inspect
+
+    config = load_configs([args.config] if args.config else []).config  # a Collector's too
+    try:
+        sample = (sys.stdin.buffer.read() if args.sample == "-"
+                  else Path(args.sample).read_bytes())
+    except OSError as exc:
+        print(f"shipper: cannot read {args.sample}: {exc.strerror}", file=sys.stderr)
+        return 2
+    pod = Pod(args.namespace, args.pod, args.container, args.node,
+              _pairs("--label", args.label), _pairs("--annotation", args.annotation))
+    inspect(config, sample, pod, sys.stdout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -133,6 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     otelcol = formats.add_parser("otelcol", help="an OpenTelemetry Collector config")
     otelcol.add_argument("file", help="the Collector's config file (- for stdin)")
     sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
+    inspect = sub.add_parser(
+        "inspect", help="run a config's pipeline over a sample and show each entry after each "
+        "stage, as it would run for the pod described by the flags")
+    inspect.add_argument("--config", help="YAML config file (default: built-in defaults)")
+    inspect.add_argument("sample", nargs="?", default="-",
+                         help="a container log file (CRI or Docker) or plain lines; - is stdin")
+    inspect.add_argument("--namespace", default="default")
+    inspect.add_argument("--pod", default="sample-0")
+    inspect.add_argument("--container", default="app")
+    inspect.add_argument("--node", default="node")
+    inspect.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                         help="a pod label (repeatable)")
+    inspect.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE",
+                         help="a pod annotation, e.g. shipper.io/multiline=java (repeatable)")
     args = parser.parse_args(argv)
 
     try:
@@ -140,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo()
         if args.command == "convert":
             return _convert(args.source, args.file)
+        if args.command == "inspect":
+            return _inspect(args)
         loaded = load_configs(args.config or [])
         if args.command == "check-config":
             _check_listen(_build(loaded.config))

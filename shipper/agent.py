@@ -17,6 +17,7 @@ from shipper.discover import Discoverer
 from shipper.enrich import Enricher
 from shipper.metrics import Metrics
 from shipper.model import Entry
+from shipper.pipeline.compile import Pipeline
 from shipper.positions import Positions
 from shipper.server import HealthServer
 from shipper.sink import Sink
@@ -76,10 +77,13 @@ class Agent:
         self._tailer_tasks: set[asyncio.Task[None]] = set()
         self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
         self._resume = Resume()
+        self.pipeline = Pipeline(config.pipeline, self.metrics,
+                                 annotations=config.kubernetes_enabled)
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
-                                gate=self.gate, poll_interval=config.inputs.rescan_interval)
+                                self.pipeline, self.gate,
+                                poll_interval=config.inputs.rescan_interval)
         self.server = HealthServer(config.server.listen, self.metrics, self.ready)
         self.started = False
 

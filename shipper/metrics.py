@@ -68,11 +68,22 @@ class Metrics:
         self.sent_bytes = Counter("shipper_sent_bytes", "Line bytes acknowledged by Loki.",
                                   registry=r)
         self.dropped_entries = Counter(
-            "shipper_dropped_entries", "Entries Loki rejected permanently.", ["reason"],
-            registry=r)
+            "shipper_dropped_entries", "Entries dropped on purpose: rejected by Loki for good, "
+            "or by a pipeline stage (pipeline_drop, rate_limited, multiline_overflow).",
+            ["reason"], registry=r)
         self.dropped_bytes = Counter(
             "shipper_dropped_bytes", "Line bytes Loki rejected permanently.", ["reason"],
             registry=r)
+        self.pipeline_failures = Counter(
+            "shipper_pipeline_failures", "Entries a pipeline stage could not process (e.g. not "
+            "JSON for a json stage): shipped as they were.", ["stage"], registry=r)
+        self.pipeline_label_overflow = Counter(
+            "shipper_pipeline_label_overflow", "Values not promoted to a stream label because "
+            "the label reached its max_values: shipped as structured metadata.", ["label"],
+            registry=r)
+        self.pipeline_bad_annotations = Counter(
+            "shipper_pipeline_bad_annotations", "Pods whose shipper.io/ pipeline annotation was "
+            "invalid and ignored.", registry=r)
         self.batch_retries = Counter("shipper_batch_retries", "Push attempts retried.",
                                      registry=r)
         self.request_duration = Histogram(

@@ -20,6 +20,8 @@ from shipper.kube.pod_path import PathMeta, link_chain, parse_log_path
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
+from shipper.pipeline.compile import Pipeline
+from shipper.process import FileProcess
 from shipper.sink import Reservation, Sink
 
 if TYPE_CHECKING:
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENTRY_OVERHEAD = 24  # encoded bytes per entry besides line and metadata: tags, lengths, timestamp
 ROTATION_GRACE = 1.0  # s a renamed file stays open after EOF: the runtime may still be writing
 FIRST_POLL = 0.5  # s: a new file's first look without inotify, doubling up to poll_interval
 
@@ -74,6 +75,7 @@ class TailContext:
     metrics: Metrics
     resume: Resume
     rotation: RotationBudget
+    pipeline: Pipeline | None = None  # the configured stages, compiled once
     gate: MetadataGate | None = None  # with the Kubernetes API: no read before the metadata
     poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
@@ -87,6 +89,7 @@ class _OpenFile:
     frame: LineFramer  # its offset is the next byte os.read returns
     parser: FileParser  # tags each line with the Stream it goes to
     streams: FileStreams  # what the parser's tags were taken from
+    process: FileProcess  # hands entries to the sink, through the file's stages if any
     size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
     rotated_at: float | None = None  # clock() when a successor took its path
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
@@ -181,7 +184,10 @@ class Tailer:
         streams = self._current_streams()
         parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
         frame = LineFramer(self._ctx.config.max_line_bytes + ENVELOPE, offset)
-        opened = _OpenFile(fd, file, path, frame, parser, streams,
+        process = FileProcess(self._ctx.sink, self._ctx.pipeline, self._ctx.metrics,
+                              self._ctx.clock)
+        process.retarget(streams)
+        opened = _OpenFile(fd, file, path, frame, parser, streams, process,
                            size=self._ctx.metrics.file_bytes.labels(path))
         self._ctx.sink.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
@@ -213,6 +219,9 @@ class Tailer:
                     continue
                 rotated_pending = len(self._files) > 1 or self._missing_since is not None
                 timeout = ROTATION_GRACE if rotated_pending else self._poll
+                due = [d for f in self._files if (d := f.process.deadline) is not None]
+                if due:  # a multiline group to ship once its max_wait has passed
+                    timeout = max(0.0, min(timeout, min(due) - self._ctx.clock()))
                 # asyncio.timeout, not wait_for: no extra task per wait (measured per wake-up)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
@@ -225,8 +234,10 @@ class Tailer:
                 self.close()
 
     def close(self) -> None:
-        """Release descriptors without finishing: positions keep the acknowledged offsets."""
+        """Release descriptors without finishing: positions keep the acknowledged offsets.
+        What stages kept back (open multiline groups) goes to the sink as it is."""
         for f in self._files:
+            f.process.flush(force=True)
             self._close(f)
         self._files.clear()
 
@@ -236,6 +247,7 @@ class Tailer:
             await self._read_to_eof(f)
             if f not in self._files:
                 continue  # abandoned meanwhile (max_rotated_files): its descriptor is closed
+            f.process.flush(force=False)
             if f.rotated_at is not None and self._ctx.clock() - f.rotated_at >= ROTATION_GRACE:
                 self._finish(f)
         if self._files:
@@ -295,6 +307,7 @@ class Tailer:
 
     def _truncated(self, f: _OpenFile) -> None:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
+        f.process.flush(force=True)
         os.lseek(f.fd, 0, os.SEEK_SET)
         f.frame.restart(0)
         f.parser = FileParser(self._ctx.config.max_line_bytes, f.streams.stdout,
@@ -311,6 +324,7 @@ class Tailer:
         last += f.parser.flush()
         if last:
             self._emit(f, last, f.frame.offset, None)
+        f.process.flush(force=True)
         self._files.remove(f)
         self._close(f)
         if f.rotated_at is not None:
@@ -333,6 +347,9 @@ class Tailer:
                     more = self._read_chunk(f, reservation)
             finally:
                 sink.unreserve(reservation)
+            if f.process.delay:  # a rate_limit stage holds this file back: the rest waits
+                await asyncio.sleep(f.process.delay)  # on disk, the lines read in memory
+                f.process.resume()
             if not more:
                 return
             await asyncio.sleep(0)  # let the other tailers and the pusher run
@@ -369,9 +386,7 @@ class Tailer:
         else:
             if ctx.enricher.waits_for_pods and not streams.enriched:
                 ctx.metrics.entries_without_metadata.inc(len(entries))
-            overhead = ENTRY_OVERHEAD + sum(len(k) + len(v) + 4
-                                            for k, v in streams.stdout.metadata)
-            ctx.sink.place(ticket, entries, overhead, streams.shared_key, reservation)
+            f.process.emit(ticket, entries, streams, reservation)
         ctx.sink.seal(ticket)
 
     def _tag(self, f: _OpenFile) -> None:
@@ -380,6 +395,7 @@ class Tailer:
         streams = self._current_streams()
         if streams is not f.streams:
             f.parser.retag(streams.stdout, streams.stderr)
+            f.process.retarget(streams)
             f.streams = streams
 
     def _current_streams(self) -> FileStreams:

@@ -23,20 +23,20 @@ def level_of(line: str, fields: dict[str, str] | None = None,
     return record.fields["detected_level"]
 
 
-# Loki's normalizeLogLevel (fatal written as critical: LEVELS has no fatal)...
+# Loki's normalizeLogLevel...
 LOKI_NAMES = {"trace": "trace", "trc": "trace", "debug": "debug", "dbg": "debug",
               "info": "info", "inf": "info", "information": "info", "warn": "warn",
               "wrn": "warn", "warning": "warn", "error": "error", "err": "error",
-              "critical": "critical", "fatal": "critical"}
+              "critical": "critical", "fatal": "fatal"}
 # ...and the other spellings real loggers use
 MORE_NAMES = {"trce": "trace", "verbose": "trace", "finer": "trace", "finest": "trace",
               "dbug": "debug", "fine": "debug", "notice": "info", "eror": "error",
-              "fail": "error", "severe": "error", "crit": "critical", "panic": "critical",
-              "dpanic": "critical", "emerg": "critical", "emergency": "critical",
+              "fail": "error", "severe": "error", "crit": "critical", "panic": "fatal",
+              "dpanic": "fatal", "emerg": "critical", "emergency": "critical",
               "alert": "critical"}
 NAMES = {**LOKI_NAMES, **MORE_NAMES}
 # Loki's line scan words: in any case, standing alone
-WORDS = {"trace": "trace", "debug": "debug", "fatal": "critical", "critical": "critical",
+WORDS = {"trace": "trace", "debug": "debug", "fatal": "fatal", "critical": "critical",
          "error": "error", "err": "error", "warning": "warn", "warn": "warn", "info": "info"}
 LEVEL_KEYS = ("level", "LEVEL", "Level", "log.level", "severity", "SEVERITY", "Severity",
               "SeverityText", "lvl", "LVL", "Lvl", "severity_text", "Severity_Text",
@@ -80,7 +80,7 @@ def test_every_loki_word_in_every_line_shape(shape: str, word: str, level: str) 
     ("I1129 10:00:00.123456       1 controller.go:42] synced, no error", "info"),
     ("W1129 10:00:00.123456   12345 reflector.go:7] watch closed", "warn"),
     ('E0101 00:00:00.000000 7 main.go:1] "failed to get info" err="x"', "error"),
-    ("F1231 23:59:59.999999 1 main.go:99] cannot start", "critical"),
+    ("F1231 23:59:59.999999 1 main.go:99] cannot start", "fatal"),
     ("E1129 10:00:00 foo.go:1] not a klog header: no microseconds", "unknown"),
 ])
 def test_klog_header_wins_over_words_in_the_message(line: str, level: str) -> None:
@@ -115,7 +115,7 @@ def test_detection_follows_loki(line: str, level: str) -> None:
     ({"detected_level": "err", "level": "info"}, "error"),  # one already there stays
     ({"level": "nonsense", "lvl": "dbg"}, "debug"),  # not a name: the next field
     ({"severity_number": "17"}, "error"),  # OpenTelemetry SeverityNumber
-    ({"severity_number": "24"}, "critical"),
+    ({"severity_number": "24"}, "fatal"),
     ({"severity_number": "1"}, "trace"),
     ({"severity_number": "x"}, "info"),  # as Loki reads a number that is not one
     ({"severity_number": "99", "other": "x"}, "error"),  # outside 1-24: the line decides

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 _PODS = Path(__file__).parent / "pods"
+DEMO_CONFIG = Path(__file__).parent / "demo.yaml"  # the pipeline the demo runs
 
 
 def install_examples(root: str) -> str:

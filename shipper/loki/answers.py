@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import http
 import re
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,21 @@ class Kind(enum.Enum):
     RETRY = "retry"  # 429, 5xx: Loki is busy or unwell; the request was fine
     REDIRECT = "redirect"  # 307/308: the same request again, at the Location
     MISCONFIGURED = "misconfigured"  # anything else: our configuration is wrong, not the data
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"  # acknowledged: every entry stored
+    REJECTED = "rejected"  # refused for good (PushResult.dropped of them; a 400 may store the
+    # rest, so may the other halves of a batch split after a 413): settled, counted, logged
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    outcome: Outcome
+    status: int | None  # of the answer that settled the batch (413: it was split)
+    attempts: int  # requests, over all parts of a split batch
+    dropped: int  # entries Loki refused
+    reason: str = ""
 
 
 def classify(status: int) -> Kind:

@@ -8,8 +8,22 @@ from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from typing import TextIO
 
-from shipper.loki.pusher import Outcome, PushResult
+from shipper.loki.answers import Outcome, PushResult
 from shipper.model import Entry
+
+
+def entry_json(entry: Entry) -> str:
+    """One entry as the dry run prints it: what Loki would store, and for which tenant."""
+    ts, line, stream = entry
+    shown: dict[str, object] = {
+        "labels": dict(stream.label_pairs),
+        "structured_metadata": dict(stream.metadata),
+        "timestamp_ns": ts,
+        "line": line.decode("utf-8", "replace"),
+    }
+    if stream.tenant:
+        shown["tenant"] = stream.tenant
+    return json.dumps(shown, ensure_ascii=False)
 
 
 class StdoutPusher:
@@ -25,13 +39,8 @@ class StdoutPusher:
                    line_bytes: int) -> PushResult:
         write = self._out.write
         for batch in streams.values():
-            for ts, line, stream in sorted(batch, key=itemgetter(0)):
-                write(json.dumps({
-                    "labels": dict(stream.label_pairs),
-                    "structured_metadata": dict(stream.metadata),
-                    "timestamp_ns": ts,
-                    "line": line.decode("utf-8", "replace"),
-                }, ensure_ascii=False) + "\n")
+            for entry in sorted(batch, key=itemgetter(0)):
+                write(entry_json(entry) + "\n")
         self._out.flush()
         return PushResult(Outcome.DELIVERED, None, 1, 0)
 
@@ -39,4 +48,4 @@ class StdoutPusher:
         """Nothing to release: the stream belongs to the caller."""
 
 
-__all__ = ["StdoutPusher"]
+__all__ = ["StdoutPusher", "entry_json"]

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import enum
 import logging
 import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -27,6 +25,8 @@ from shipper.config import ConfigError, LokiConfig
 from shipper.loki.answers import (
     MAX_REDIRECTS,
     Kind,
+    Outcome,
+    PushResult,
     classify,
     misconfiguration,
     rejected_count,
@@ -37,27 +37,13 @@ from shipper.loki.answers import (
 from shipper.loki.encode import compress, encode_push_request
 from shipper.loki.http import HttpClient, HttpResponse, TransportError, build_ssl_context
 from shipper.loki.proxy import select_proxy
+from shipper.loki.split import by_tenant, combined, halves, sizes
 from shipper.metrics import Metrics
 from shipper.model import Entry
 
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 1024  # of Loki's answer, in logs
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"  # acknowledged: every entry stored
-    REJECTED = "rejected"  # refused for good (PushResult.dropped of them; a 400 may store the
-    # rest, so may the other halves of a batch split after a 413): settled, counted, logged
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    outcome: Outcome
-    status: int | None  # of the answer that settled the batch (413: it was split)
-    attempts: int  # requests, over all parts of a split batch
-    dropped: int  # entries Loki refused
-    reason: str = ""
 
 
 class _SecretFile:
@@ -120,8 +106,10 @@ class LokiPusher:
         self._redirect_logged = ""  # the last redirect followed and logged: said once
         self._secrets: tuple[str, ...] = ()  # as last sent: masked wherever Loki echoes them
 
-    def _request_headers(self) -> dict[str, str]:
+    def _request_headers(self, tenant: str) -> dict[str, str]:
         headers = dict(self._headers)
+        if tenant:  # a pipeline's tenant stage routed these entries
+            headers["X-Scope-OrgID"] = tenant
         if self._token is not None:
             token = self._token.read()
             headers["Authorization"] = f"Bearer {token}"
@@ -151,8 +139,17 @@ class LokiPusher:
 
     async def push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
                    line_bytes: int) -> PushResult:
-        """Deliver one batch; returns only once every part of it is settled (or raises
-        CancelledError)."""
+        """Deliver one batch, one request per tenant; returns only once every part of it is
+        settled (or raises CancelledError)."""
+        tenants = by_tenant(streams)
+        if tenants is None:  # the usual case: loki.tenant_id for all, the batch as it is
+            return await self._push(streams, entries, line_bytes, "")
+        parts = [await self._push(part, *sizes(part), tenant)
+                 for tenant, part in tenants.items()]
+        return combined(parts)
+
+    async def _push(self, streams: Mapping[str, Sequence[Entry]], entries: int,
+                    line_bytes: int, tenant: str) -> PushResult:
         if not entries:
             return PushResult(Outcome.DELIVERED, None, 0, 0)
         body = compress(encode_push_request(streams))
@@ -161,7 +158,7 @@ class LokiPusher:
             attempts += 1
             retry_after: float | None = None
             try:
-                headers = self._request_headers()
+                headers = self._request_headers(tenant)
             except (OSError, ValueError) as exc:  # fixable by the operator, so retried
                 failure = f"unusable credentials file: {exc}"
             else:
@@ -180,7 +177,8 @@ class LokiPusher:
                     if kind is Kind.REJECTED:
                         return self._rejected(status, attempts, entries, line_bytes, message)
                     if kind is Kind.TOO_LARGE:
-                        return await self._split(streams, attempts, line_bytes, message)
+                        return await self._split(streams, attempts, line_bytes, message,
+                                                 tenant)
                     failure = f"HTTP {status}: {message.strip()}"[:MESSAGE_LIMIT]
                     retry_after = retry_after_seconds(response.headers.get("retry-after"),
                                                       time.time())
@@ -218,18 +216,17 @@ class LokiPusher:
         return misconfiguration(response.status, resolved, foreign=foreign)
 
     async def _split(self, streams: Mapping[str, Sequence[Entry]], attempts: int,
-                     line_bytes: int, message: str) -> PushResult:
+                     line_bytes: int, message: str, tenant: str) -> PushResult:
         """After a 413: each half sent (and split again) on its own; a single entry that is still
         too large is dropped. Settled once every part is."""
         self._settled(413)
-        halves = _halves(streams)
-        if halves is None:
+        cut = halves(streams)
+        if cut is None:
             return self._too_large(streams, attempts, line_bytes, message)
-        parts = [await self.push(half, *_sizes(half)) for half in halves]
-        dropped = sum(part.dropped for part in parts)
-        return PushResult(Outcome.REJECTED if dropped else Outcome.DELIVERED, 413,
-                          attempts + sum(part.attempts for part in parts), dropped,
-                          next((part.reason for part in parts if part.reason), ""))
+        parts = [await self._push(half, *sizes(half), tenant) for half in cut]
+        result = combined(parts)
+        return PushResult(result.outcome, 413, attempts + result.attempts, result.dropped,
+                          result.reason)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         """Full jitter over [min_backoff, cap], cap doubling from min_backoff to max_backoff;
@@ -306,31 +303,6 @@ class LokiPusher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-Streams = dict[str, list[Entry]]
-
-
-def _halves(streams: Mapping[str, Sequence[Entry]]) -> tuple[Streams, Streams] | None:
-    """The batch cut in two by entry count, each stream's order kept; None for one entry."""
-    flat = [(labels, entry) for labels, entries in streams.items() for entry in entries]
-    if len(flat) < 2:
-        return None
-    middle = len(flat) // 2
-    return _grouped(flat[:middle]), _grouped(flat[middle:])
-
-
-def _grouped(pairs: list[tuple[str, Entry]]) -> Streams:
-    streams: Streams = {}
-    for labels, entry in pairs:
-        streams.setdefault(labels, []).append(entry)
-    return streams
-
-
-def _sizes(streams: Streams) -> tuple[int, int]:
-    """Entries and line bytes, as the batcher counts them."""
-    entries = [entry for part in streams.values() for entry in part]
-    return len(entries), sum(len(entry[1]) for entry in entries)
 
 
 __all__ = ["LokiPusher", "Outcome", "PushResult"]

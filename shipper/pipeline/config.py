@@ -10,14 +10,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shipper.config import Bytes, ConfigError, Seconds, StrMap, build
+from shipper.schema import Bytes, ConfigError, Seconds, StrMap, build
 
-LEVELS = ("critical", "error", "warn", "info", "debug", "trace", "unknown")  # Loki's values
+LEVELS = ("fatal", "critical", "error", "warn", "info", "debug", "trace", "unknown")  # Loki's
 MULTILINE_PRESETS = ("java", "python", "go", "ruby", "dotnet")
 REDACTION_PRESETS = ("email", "card", "bearer", "jwt")
 TIMESTAMP_FORMATS = ("rfc3339", "unix", "unix_ms", "unix_us", "unix_ns")  # or a strftime %-pattern
 MATCH_KEYS = ("namespace", "pod", "container", "app", "workload", "node", "stream")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# Tenant IDs as Loki (dskit) accepts them: at most 150 of these characters, not "." or "..".
+_TENANT = re.compile(r"^[a-zA-Z0-9!\-_.*'()]{1,150}$")
 _GROUP_REF = re.compile(r"\\(\d+)|\\g<([^>]*)>")  # \1 or \g<name> in a replacement
 
 
@@ -330,6 +332,10 @@ def check_label_name(key: str, name: str) -> None:
                           "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)")
 
 
+def valid_tenant(tenant: str) -> bool:
+    return bool(_TENANT.match(tenant)) and tenant not in (".", "..")
+
+
 def check_timestamp_format(key: str, fmt: str) -> None:
     if fmt not in TIMESTAMP_FORMATS and "%" not in fmt:
         raise ConfigError(key, f"unknown format {fmt!r}: use {', '.join(TIMESTAMP_FORMATS)} "
@@ -398,6 +404,11 @@ def _check_stage(key: str, stage: StageConfig) -> None:
         _one_of(key, {"value": o.value, "pod_label": o.pod_label,
                       "pod_annotation": o.pod_annotation, "namespace": o.namespace,
                       "field": o.field}, "where the tenant comes from")
+        for name in ("value", "default"):
+            tenant = getattr(o, name)
+            if tenant and not valid_tenant(tenant):
+                raise ConfigError(f"{key}.{name}", f"{tenant!r} is not a tenant ID Loki accepts "
+                                  "(up to 150 of a-z A-Z 0-9 ! - _ . * ' ( ), not . or ..)")
     elif isinstance(o, RateLimitConfig):
         if o.lines_per_second <= 0:
             raise ConfigError(f"{key}.lines_per_second", "required, a positive number")

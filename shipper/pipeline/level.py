@@ -25,9 +25,9 @@ Names are normalised as Loki does (trc, dbg, inf, information, wrn, warning, err
 spellings of log15 (trce, dbug, eror, crit), zap (dpanic, panic), syslog (emerg, alert, notice),
 .NET (fail), java.util.logging (severe, fine, finer, finest) and Serilog (verbose).
 
-Where this differs from Loki: `fatal` (and panic, emerg, alert, klog's F) is written as
-`critical`, because LEVELS, what drop and keep accept, has no `fatal`; a field value that is not
-a level name is passed over (Loki would store it as it is); and a klog header
+`fatal` is Loki's own level too: panic, dpanic and klog's F are written as `fatal`, emerg and
+alert as `critical`. Where this differs from Loki: a field value that is not a level name is
+passed over (Loki would store it as it is); and a klog header
 (`E1129 10:00:00.123456   12 file.go:42] msg`: I, W, E, F) is read before the logfmt and word
 rules, which would otherwise take the first level word of the message.
 """
@@ -61,13 +61,13 @@ _NAMES: Final = {  # lower-cased name: level
     "info": "info", "inf": "info", "information": "info", "notice": "info",
     "warn": "warn", "wrn": "warn", "warning": "warn",
     "error": "error", "err": "error", "eror": "error", "fail": "error", "severe": "error",
-    "critical": "critical", "crit": "critical", "fatal": "critical", "panic": "critical",
-    "dpanic": "critical", "emerg": "critical", "emergency": "critical", "alert": "critical",
+    "critical": "critical", "crit": "critical", "emerg": "critical", "emergency": "critical",
+    "alert": "critical", "fatal": "fatal", "panic": "fatal", "dpanic": "fatal",
 }
-_OTEL_BANDS: Final = ("trace", "debug", "info", "warn", "error", "critical")  # 4 numbers each
+_OTEL_BANDS: Final = ("trace", "debug", "info", "warn", "error", "fatal")  # 4 numbers each
 
 _KLOG: Final = re.compile(r"([IWEF])\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ [^ \]]+:\d+\]", re.ASCII)
-_KLOG_LEVELS: Final = {"I": "info", "W": "warn", "E": "error", "F": "critical"}
+_KLOG_LEVELS: Final = {"I": "info", "W": "warn", "E": "error", "F": "fatal"}
 
 # Step 5 as two searches, because a pattern that starts with a lookbehind is tried at every
 # position (3x slower): the word at the very start, then a boundary character and the word.

@@ -13,10 +13,13 @@ Segment = list[RecordStage] | GroupStage  # consecutive record stages run record
 _DERIVED_MAX = 4096  # distinct (fields, labels, tenant) streams remembered per stream
 
 
-def _apply(stages: list[RecordStage], records: list[Record], env: Env) -> list[Record]:
+def run_segment(segment: Segment, records: list[Record], env: Env) -> list[Record]:
+    """Records through one segment: record stages record by record, or one group stage."""
+    if not isinstance(segment, list):
+        return segment.run(records, env)
     kept = []
     for record in records:
-        for stage in stages:
+        for stage in segment:
             if not stage.apply(record, env):
                 env.drop(stage.reason)
                 break
@@ -56,10 +59,7 @@ class StreamPipeline:
         for segment in self._segments[start:]:
             if not records:
                 break
-            if isinstance(segment, list):
-                records = _apply(segment, records, env)
-            else:
-                records = segment.run(records, env)
+            records = run_segment(segment, records, env)
         return records
 
     @property
@@ -96,7 +96,7 @@ def _derive(base: Stream, fields: tuple[tuple[str, str], ...],
         extra = {sanitize_label_name(k): v for k, v in fields}
         metadata = tuple(sorted({**dict(metadata), **extra}.items()))
     return Stream(render_labels(label_pairs) if labels else base.labels, label_pairs, metadata,
-                  base.tenant if tenant is None else tenant)
+                  base.tenant if tenant is None else tenant, base.origin)
 
 
 @dataclass(slots=True)

@@ -19,7 +19,8 @@ from shipper.agent import Agent
 from shipper.config import Config, parse_config
 
 
-def config_dict(root: Path, url: str, **sections: dict[str, Any]) -> dict[str, Any]:
+def config_dict(root: Path, url: str, pipeline: list[dict[str, Any]] | None = None,
+                **sections: dict[str, Any]) -> dict[str, Any]:
     """A config for tests: fast batching and rescans, positions and logs under root."""
     raw: dict[str, Any] = {
         "inputs": {"paths": [str(root / "var/log/containers/*.log")], "rescan_interval": "500ms"},
@@ -32,11 +33,14 @@ def config_dict(root: Path, url: str, **sections: dict[str, Any]) -> dict[str, A
     }
     for section, values in sections.items():
         raw.setdefault(section, {}).update(values)
+    if pipeline is not None:
+        raw["pipeline"] = pipeline
     return raw
 
 
-def make_config(root: Path, url: str, **sections: dict[str, Any]) -> Config:
-    return parse_config(yaml.safe_dump(config_dict(root, url, **sections)), env={})
+def make_config(root: Path, url: str, pipeline: list[dict[str, Any]] | None = None,
+                **sections: dict[str, Any]) -> Config:
+    return parse_config(yaml.safe_dump(config_dict(root, url, pipeline, **sections)), env={})
 
 
 @contextlib.asynccontextmanager

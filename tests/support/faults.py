@@ -114,8 +114,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(root: Path, url: str, port: int = 0, **sections: dict[str, Any]) -> Path:
-    raw = config_dict(root, url, **sections)
+def write_config(root: Path, url: str, port: int = 0,
+                 pipeline: list[dict[str, Any]] | None = None,
+                 **sections: dict[str, Any]) -> Path:
+    raw = config_dict(root, url, pipeline, **sections)
     raw["server"]["listen"] = f"127.0.0.1:{port}"
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
