@@ -10,7 +10,7 @@ import pytest
 
 from shipper.convert import convert_otelcol
 from tests.support.kubelet import PodLog
-from tests.support.otelcol import collector, convert, fatal, stages, unmapped
+from tests.support.otelcol import behave, collector, convert, fatal, stages, unmapped
 
 
 def test_k8sattributes_metadata_labels_and_annotations() -> None:
@@ -62,6 +62,11 @@ def test_resource_and_attributes_actions() -> None:
         {"copy": {"from": "user", "to": "owner"}},
         {"remove": {"fields": ["password"]}},
         {"regex": {"expression": "^(?P<scheme>\\w+)://", "source": "url"}}]
+    # attributes processor README: insert adds only where missing, update only where present
+    [out] = behave(conversion, ["x"], fields={"env": "dev", "user": "ann", "password": "pw",
+                                              "url": "https://x"})
+    assert out.fields == {"env": "dev", "team": "core", "user": "ann", "owner": "ann",
+                          "url": "https://x", "scheme": "https"}
     assert set(unmapped(conversion)) == {"processors.attributes.actions[6]"}  # hash
     assert "pod" not in conversion.data["labels"]["structured_metadata"]  # deleted
     assert "pod_uid" in conversion.data["labels"]["structured_metadata"]
@@ -90,6 +95,8 @@ def test_loki_label_hints_and_tenant() -> None:
     assert stages(conversion) == [
         {"labels": {"fields": {"cluster": "cluster", "event_domain": "event.domain"}}},
         {"tenant": {"namespace": True}}]
+    [out] = behave(conversion, ["x"], fields={"cluster": "eu-1", "event.domain": "auth"})
+    assert (out.labels, out.tenant) == ({"cluster": "eu-1", "event_domain": "auth"}, "shop")
     assert any(f.path == "processors.resource.attributes[2]"
                for f in conversion.report.differences)  # loki.format
 
@@ -114,8 +121,22 @@ def test_filter_processor_conditions_become_drop_stages() -> None:
                                             'attributes["path"] == "/healthz"']}}})
     assert stages(conversion)[2:] == [
         {"drop": {"line": ".*password.*"}},
-        {"drop": {"level": ["unknown", "trace", "debug", "info"]}},
+        {"drop": {"any": [{"level": ["unknown", "trace", "debug", "info"]},
+                          {"not": {"field": "detected_level"}}]}},
         {"drop": {"field": "path", "value": "/healthz"}}]
+    lines = ['{"lvl": "warn", "msg": "disk 91%"}', '{"lvl": "error", "msg": "password=x"}',
+             '{"lvl": "debug", "msg": "tick"}', '{"lvl": "error", "path": "/healthz"}',
+             '{"lvl": "fatal", "msg": "out of memory"}']
+    assert [r.line for r in behave(conversion, lines)] == [lines[0], lines[4]]
+
+
+def test_a_severity_filter_treats_an_entry_without_severity_as_unspecified() -> None:
+    conversion = convert([{"type": "json_parser", "if": 'body matches "^{"',
+                           "severity": {"parse_from": "attributes.lvl"}}],
+                         processors={"filter": {"logs": {"log_record": [
+                             "severity_number < SEVERITY_NUMBER_WARN"]}}})
+    kept = behave(conversion, ['{"lvl": "error"}', "ERROR not JSON, so no severity"])
+    assert [r.line for r in kept] == ['{"lvl": "error"}']
 
 
 def test_a_severity_filter_without_a_parsed_severity_does_not_map() -> None:
@@ -156,6 +177,10 @@ def test_legacy_filter_properties() -> None:
                     "record_attributes": [{"key": "env", "value": "prod"}]}}}})
     assert stages(conversion) == [{"drop": {"any": [{"line": "^GET /health"}]}},
                                   {"keep": {"field": "env", "value": "prod"}}]
+    kept = [r.line for line, env in (("GET /health", "prod"), ("GET /a", "prod"),
+                                     ("GET /b", "dev"))
+            for r in behave(conversion, [line], fields={"env": env})]
+    assert kept == ["GET /a"]
     resources = convert(processors={"filter": {"logs": {"exclude": {
         "match_type": "strict", "resource_attributes": [{"key": "host.name", "value": "x"}]}}}})
     assert fatal(resources) == {"processors.filter.logs.exclude"}

@@ -10,6 +10,7 @@ from shipper.convert.expr import parse as parse_expr
 from shipper.convert.fields import Ref, Scope, parse_path
 from shipper.convert.report import Unsupported
 from shipper.convert.units import go_regex
+from shipper.pipeline.filters import DETECTED_LEVEL
 
 Condition = dict[str, object]
 _SPECIAL = re.compile(r"([.^$*+?{}\[\]\\|()])")
@@ -17,7 +18,7 @@ _SPECIAL = re.compile(r"([.^$*+?{}\[\]\\|()])")
 # OpenTelemetry severity numbers (logs data model) by Loki level: each level is one range.
 _LEVEL_RANGES = {"unknown": range(0, 1), "trace": range(1, 5), "debug": range(5, 9),
                  "info": range(9, 13), "warn": range(13, 17), "error": range(17, 21),
-                 "critical": range(21, 25)}
+                 "fatal": range(21, 25)}
 _SEVERITY_BASE = {"UNSPECIFIED": 0, "TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13,
                   "ERROR": 17, "FATAL": 21}
 _COMPARE = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__,
@@ -106,7 +107,16 @@ class Translator:
         if isinstance(left, Lit) and op in ("==", "!="):
             left, right = right, left
         if isinstance(left, Name) and left.name == "severity_number":
-            return {"level": self.levels(op, right)}
+            levels = self.levels(op, right)
+            if not levels:
+                raise self.fail(f"{node} holds for no severity")
+            if "fatal" in levels:  # shipper also writes critical (crit, emerg, alert)
+                levels.append("critical")
+            if "unknown" not in levels:
+                return {"level": levels}
+            # An entry no operator gave a severity is UNSPECIFIED (0) to the Collector: one
+            # without a detected_level counts as unknown.
+            return {"any": [{"level": levels}, {"not": {"field": DETECTED_LEVEL}}]}
         if not isinstance(right, Lit):
             raise self.fail(f"cannot convert the comparison {node}: one side must be a constant")
         ref, value = self.ref(left), right.value

@@ -185,5 +185,5 @@ def convert_otelcol(text: str, env: Mapping[str, str] | None = None,
     if ctx.native:
         ctx.out.header += ["", "Done by shipper itself, nothing to configure:",
                            *(f"  {line}" for line in ctx.native)]
-    order = (*tuple(f.name for f in dataclasses.fields(Config)), "pipeline")
+    order = tuple(f.name for f in dataclasses.fields(Config))  # pipeline: last
     return Conversion(ctx.out.data, render(ctx.out, order), report)

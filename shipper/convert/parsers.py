@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # Severity aliases of the Collector (trace..fatal4, default) as Loki's levels
 _LEVELS = {"trace": "trace", "debug": "debug", "info": "info", "warn": "warn",
-           "error": "error", "fatal": "critical", "default": "unknown"}
+           "error": "error", "fatal": "fatal", "default": "unknown"}
 _CRI_GROUPS = {"time": Ref("time"), "stream": Ref("source", "stream"), "logtag": Ref("native"),
                "log": Ref("line")}
 _DOCKER_KEYS = {"log": Ref("line"), "time": Ref("time"), "stream": Ref("source", "stream")}

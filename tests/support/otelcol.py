@@ -8,21 +8,11 @@ from typing import Any
 import yaml
 
 from shipper.convert import Conversion, convert_otelcol
+from shipper.metrics import Metrics
 from shipper.model import FileId, Stream, Ticket
+from shipper.pipeline.compile import Pipeline, segments
 from shipper.pipeline.config import read_pipeline
-from shipper.pipeline.level import LevelSpec
-from shipper.pipeline.multiline import Multiline, MultilineSpec
-from shipper.pipeline.parsers import JsonSpec, LogfmtSpec, RegexSpec, TimestampSpec
-from shipper.pipeline.record import Env, GroupStage, Record, RecordStage, StreamInfo
-from shipper.pipeline.rewrite import (
-    CopySpec,
-    FlattenSpec,
-    MoveSpec,
-    RemoveSpec,
-    ReplaceSpec,
-    RetainSpec,
-    SetSpec,
-)
+from shipper.pipeline.record import Env, Record, StreamInfo
 from shipper.pipeline.runner import StreamPipeline
 
 LOKI = {"loki": {"endpoint": "http://loki:3100/loki/api/v1/push"}}
@@ -71,29 +61,17 @@ def fatal(conversion: Conversion) -> set[str]:
 
 def behave(conversion: Conversion, lines: list[str],
            fields: dict[str, str] | None = None) -> list[Record]:
-    """The converted stages run over `lines` (one read, then everything flushed), as a stream
-    of one file runs them; `fields`: what each record holds before (an earlier parser's)."""
-    info = StreamInfo(Stream("{}", ()), "stdout")
-    segments: list[list[RecordStage] | GroupStage] = []
-    for stage in read_pipeline(conversion.data.get("pipeline"))[0].stages:
-        assert stage.when is None, "when: runs once the pipeline is compiled by the agent"
-        built = SPECS[stage.type](stage.options).build(info)
-        if isinstance(built, Multiline):
-            segments.append(built)
-        elif segments and isinstance(segments[-1], list):
-            segments[-1].append(built)
-        else:
-            segments.append([built])
-    pipeline = StreamPipeline(info, segments, key=None)
+    """The converted pipeline, compiled as the agent compiles it, run over `lines` (one read,
+    then everything flushed) as one stream of one file; `fields`: what each record holds
+    before (an earlier parser's)."""
+    pipeline = Pipeline(read_pipeline(conversion.data.get("pipeline")), Metrics(),
+                        annotations=False)
+    info = StreamInfo(Stream("{}", ()), "stdout", namespace="shop", pod="api-0",
+                      container="api")
+    key, specs = pipeline.select(info)
+    stream = StreamPipeline(info, segments(s.spec.build(info) for s in specs), key)
     env = Env(0.0, 0)
     ticket = Ticket(FileId(1, 1), len("".join(lines)))
     records = [Record(i, line, ticket, dict(fields) if fields else None)
                for i, line in enumerate(lines)]
-    return pipeline.run(records, env) + pipeline.flush(env, force=True)
-
-
-SPECS: dict[str, Any] = {
-    "json": JsonSpec, "logfmt": LogfmtSpec, "regex": RegexSpec, "timestamp": TimestampSpec,
-    "level": LevelSpec, "replace": ReplaceSpec, "set": SetSpec, "move": MoveSpec,
-    "copy": CopySpec, "remove": RemoveSpec, "retain": RetainSpec, "flatten": FlattenSpec,
-    "multiline": MultilineSpec}
+    return stream.run(records, env) + stream.flush(env, force=True)
