@@ -80,3 +80,25 @@ def test_a_file_before_the_collector_config_settles_nothing(tmp_path: Path) -> N
 def test_a_shipper_file_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping of config sections"):
         load_configs([write(tmp_path, "x.yaml", "- a\n")], env={})
+
+
+def test_stages_that_did_not_convert_are_settled_by_a_later_pipeline(tmp_path: Path) -> None:
+    otel = write(tmp_path, "otel.yaml", """
+receivers:
+  filelog:
+    include: [/var/log/pods/*/*/*.log]
+    operators:
+      - {type: container}
+      - {type: router, routes: [{output: app, expr: 'resource["k8s.namespace.name"] == "shop"'}]}
+      - {type: json_parser, id: app}
+exporters: {debug: {}}
+""")
+    with pytest.raises(ConfigError) as error:
+        load_configs([otel], env={})
+    assert error.value.key == "receivers.filelog.operators[1].routes[0].expr"
+    assert "set pipeline in a later --config file" in str(error.value)
+    rules = write(tmp_path, "rules.yaml", "pipeline:\n  - match: {namespace: shop}\n"
+                  "    stages: [{json: {}}]\n")
+    config = load_configs([otel, rules], env={}).config
+    assert [(r.match.values, [s.type for s in r.stages]) for r in config.pipeline] == [
+        ((("namespace", ("shop",)),), ["json"])]
