@@ -245,27 +245,42 @@ def test_filter_is_a_drop_stage() -> None:
 def test_a_router_puts_each_routes_condition_on_its_stages() -> None:
     # router.md: "Forward entries to different parsers based on content", merging after
     conversion = convert([
-        {"type": "json_parser", "parse_from": "body.payload"},
         {"type": "router", "routes": [
+            {"output": "as_json", "expr": 'body matches "^\\\\{"'},
+            {"output": "as_kv", "expr": 'body matches "="'}], "default": "done"},
+        {"type": "json_parser", "id": "as_json", "output": "done"},
+        {"type": "key_value_parser", "id": "as_kv", "output": "done"},
+        {"type": "add", "id": "done", "field": "attributes.routed", "value": "yes"}])
+    json_route = {"line": "^\\{"}
+    assert stages(conversion) == [
+        {"json": {}, "when": json_route},
+        {"logfmt": {}, "when": {"all": [{"line": "="}, {"not": json_route}]}},
+        {"set": {"fields": {"routed": "yes"}}}]
+    out = behave(conversion, ['{"a": "x=1"}', "a=2", "plain"])
+    assert [(r.field("a"), r.field("routed")) for r in out] == [("x=1", "yes"), ("2", "yes"),
+                                                                (None, "yes")]
+
+
+def test_a_route_whose_operator_writes_what_the_routes_read_is_marked() -> None:
+    conversion = convert([
+        {"type": "router", "id": "by-format", "routes": [
             {"output": "as_json", "expr": 'attributes.format == "json"'},
             {"output": "as_kv", "expr": 'attributes.format == "kv"'}], "default": "done"},
         {"type": "json_parser", "id": "as_json", "parse_from": "attributes.data",
          "output": "done"},
         {"type": "key_value_parser", "id": "as_kv", "parse_from": "attributes.data",
          "output": "done"},
-        {"type": "add", "id": "done", "field": "attributes.routed", "value": "yes"}])
-    json_route = {"field": "format", "value": "json"}
-    kv_route = {"all": [{"field": "format", "value": "kv"}, {"not": json_route}]}
-    assert stages(conversion) == [
-        {"json": {"source": "payload"}},
-        {"json": {"source": "data"}, "when": json_route},
-        {"logfmt": {"source": "data"}, "when": kv_route},
-        {"set": {"fields": {"routed": "yes"}}}]
-    payloads = ['{"format": "json", "data": "{\\"a\\": 1}"}',
-                '{"format": "kv", "data": "a=2"}', '{"format": "xml", "data": "a=3"}']
-    out = [behave(conversion, ["x"], fields={"payload": p})[0] for p in payloads]
-    assert [(r.field("a"), r.field("routed")) for r in out] == [("1", "yes"), ("2", "yes"),
-                                                                (None, "yes")]
+        {"type": "noop", "id": "done"}])
+    assert stages(conversion)[-3:] == [
+        {"json": {"source": "data"}, "when": {"field": "otel_route_by_format",
+                                              "value": "as_json"}},
+        {"logfmt": {"source": "data"}, "when": {"field": "otel_route_by_format",
+                                                "value": "as_kv"}},
+        {"remove": {"fields": ["otel_route_by_format"]}}]
+    # The JSON route's data sets format=kv: the entry still takes one route only.
+    [out] = behave(conversion, ["x"], fields={"format": "json",
+                                              "data": '{"format": "kv", "data": "b=2"}'})
+    assert out.fields == {"format": "kv", "data": "b=2"}
 
 
 def test_a_router_without_default_drops_what_no_route_takes() -> None:

@@ -40,6 +40,16 @@ def _deciding(text: str, scope: Scope, where: str) -> Condition:
         raise Unsupported(exc.finding.path, exc.finding.reason, changes_lines=True) from None
 
 
+def _writes(op: Op) -> set[str]:
+    """What an operator may change: the line, fields, both or neither."""
+    if op.type in ("time_parser", "noop", "filter", "container"):
+        return set()
+    if op.type in ("move", "copy", "regex_replace"):
+        target = op.config.get("to" if op.type != "regex_replace" else "field", "body")
+        return {"line"} if target in ("body", "$", "$body") else {"fields"}
+    return {"fields"}
+
+
 class Chain:
     def __init__(self, ctx: Ctx, ops: list[Op], ways: list[Reach]) -> None:
         self.ctx, self.ops, self.ways = ctx, ops, ways
@@ -71,16 +81,21 @@ class Chain:
         if self.markers:
             self.ctx.stage("remove", {"fields": self.markers}, "the route markers above")
 
-    def needs_marker(self, router: Op) -> bool:
-        """Each route's stages test the route's condition when they run; that is only the
-        router's decision if every route is one single-stage operator."""
+    def needs_marker(self, router: Op, exprs: list[Condition]) -> bool:
+        """Each route's stages test their route's condition when they run: that is the
+        router's decision only if every route is one single-stage operator and no route's
+        operator writes what the conditions read (else, for one, an entry could change
+        routes)."""
         per_branch = Counter(choice for way in self.ways if way != ALWAYS
                              for choice in {c for alt in way for c in alt
                                             if c[0] == router.index})
         ops_by_id = {op.id: op for op in self.ops}
         targets = [ops_by_id[t] for outs in router.branches() for t in outs if t in ops_by_id]
+        read = {part for part, key in (("line", "'line'"), ("fields", "'field'"))
+                if key in repr(exprs)}
         return any(n > 1 for n in per_branch.values()) or any(
-            "severity" in t.config or t.type in ("router", "recombine") for t in targets)
+            "severity" in t.config or t.type in ("router", "recombine") or read & _writes(t)
+            for t in targets)
 
     def router(self, op: Op, when: Condition | None) -> None:
         scope, ops_by_id = self.ctx.scope, {o.id: o for o in self.ops}
@@ -108,7 +123,7 @@ class Chain:
                 fields = {str(k): str(v) for k, v in route["attributes"].items()}
                 self.ctx.stage("set", {"fields": fields}, f"{op.path}.routes[{j}].attributes",
                                all_of(when, branch[j]))
-        if not self.needs_marker(op):
+        if not self.needs_marker(op, exprs):
             self.branch_conds[op.index] = branch
             return
         marker = "otel_route_" + re.sub(r"\W", "_", op.id)
