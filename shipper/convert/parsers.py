@@ -234,11 +234,11 @@ def container(ctx: Ctx, op: Op, when: Condition | None, envelope: bool) -> None:
                                "truncated by shipper; the Collector flushed it in parts")
     ctx.scope.raw = False
     ctx.scope.aliases[FieldPath("attributes", ("logtag",))] = Ref("native")
-    for source in ("namespace", "pod", "pod_uid", "container", "stream"):
-        if source != "stream" and not as_bool(cfg.get("add_metadata_from_filepath", True),
-                                              f"{op.path}.add_metadata_from_filepath"):
-            continue
+    from_path = as_bool(cfg.get("add_metadata_from_filepath", True),
+                        f"{op.path}.add_metadata_from_filepath")
+    for source in ("namespace", "pod", "pod_uid", "container") if from_path else ():
         ctx.labels.add(ctx.labels.carried, source, op.label)
+    ctx.labels.add(ctx.labels.carried, "stream", op.label)  # log.iostream
     ctx.done_natively(op.label, "parses Docker, CRI-O and containerd lines and reads pod "
                       "metadata from the path: shipper does both natively")
     if cfg.get("severity") is not None:
