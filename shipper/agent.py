@@ -78,7 +78,8 @@ class Agent:
         self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
         self._resume = Resume()
         self.pipeline = Pipeline(config.pipeline, self.metrics,
-                                 annotations=config.kubernetes_enabled)
+                                 annotations=config.kubernetes_enabled
+                                 and config.kubernetes.pipeline_annotations)
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),

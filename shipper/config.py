@@ -90,6 +90,8 @@ class KubernetesConfig:
     deleted_pod_ttl: Seconds = 60.0  # keep a deleted pod's metadata for its last lines
     startup_wait: Seconds = 10.0  # no file is read before the first pod list, or this long
     pod_wait: Seconds = 5.0  # a file whose pod is not known yet waits this long for it
+    # Honour the shipper.io/multiline, parser, drop and tenant pod annotations (docs/pipeline.md)
+    pipeline_annotations: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ def holds(raw: dict[str, object], r: Record) -> bool:
     ({"field": "user", "matches": "^b"}, record(user="bob"), record(user="alice")),
     ({"field": "user"}, record(user=""), record()),
     ({"level": ["debug", "trace"]}, record(detected_level="debug"), record(detected_level="info")),
+    ({"level": ["debug"]}, record("DEBUG cache miss"), record("INFO cache hit")),  # detected
+    ({"level": ["warn"]}, record("x", level="warning"), record("x", level="error")),
     ({"older_than": "1h"}, record(ts=NOW_NS - 3601 * 10**9), record(ts=NOW_NS - 3599 * 10**9)),
     ({"all": [{"line": "a"}, {"line": "b"}]}, record("ab"), record("a")),
     ({"any": [{"line": "a"}, {"line": "b"}]}, record("b"), record("c")),

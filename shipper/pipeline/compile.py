@@ -7,7 +7,6 @@ import fnmatch
 import logging
 import re
 import time
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -239,13 +238,12 @@ class Pipeline:
 
 def segments(stages: Iterable[RecordStage | GroupStage]) -> list[Segment]:
     """Consecutive record stages run record by record; a group stage takes the whole list."""
-    segments: list[Segment] = []
+    out: list[Segment] = []
     for stage in stages:
-        if not hasattr(stage, "apply"):
-            segments.append(stage)
-        elif segments and isinstance(segments[-1], list):
-            segments[-1].append(typing.cast(RecordStage, stage))
+        if isinstance(stage, GroupStage):
+            out.append(stage)
+        elif out and isinstance(out[-1], list):
+            out[-1].append(stage)
         else:
-            segments.append([typing.cast(RecordStage, stage)])
-    return segments
-
+            out.append([stage])
+    return out

@@ -33,7 +33,7 @@ class Condition:
     field: str = ""  # an extracted field...
     value: str | None = None  # ...equal to this
     matches: str = ""  # ...or in which this regex is found (neither: the field exists)
-    level: tuple[str, ...] = ()  # detected_level is one of these
+    level: tuple[str, ...] = ()  # its level (detected_level, else detected) is one of these
     older_than: float = 0.0  # seconds: the entry's timestamp is older than this
     all: tuple[Condition, ...] = ()
     any: tuple[Condition, ...] = ()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import typing
 from collections.abc import Callable
 
 from shipper.pipeline.config import Condition
+from shipper.pipeline.level import detect_level
 from shipper.pipeline.record import Env, GroupStage, Record, RecordStage, StageSpec, StreamInfo
 
 Predicate = Callable[[Record, Env], bool]
-DETECTED_LEVEL = "detected_level"  # the field the level stage writes: Loki's own name
 
 
 def compile_condition(c: Condition) -> Predicate:
@@ -31,9 +30,10 @@ def compile_condition(c: Condition) -> Predicate:
         else:
             checks.append(lambda r, env: r.fields is not None and name in r.fields)
     if c.level:
+        # The level a level stage wrote, else detected here as that stage would (without
+        # writing it): `drop: {level: [debug]}` works on its own.
         levels = frozenset(c.level)
-        checks.append(lambda r, env: r.fields is not None
-                      and r.fields.get(DETECTED_LEVEL) in levels)
+        checks.append(lambda r, env: detect_level(r.fields, r.line) in levels)
     if c.older_than:
         age_ns = int(c.older_than * 1_000_000_000)
         checks.append(lambda r, env: env.now_ns - r.ts > age_ns)
@@ -88,6 +88,6 @@ class WhenSpec:
 
     def build(self, info: StreamInfo) -> RecordStage | GroupStage:
         stage = self._spec.build(info)
-        if not hasattr(stage, "apply"):
+        if isinstance(stage, GroupStage):
             raise TypeError("when: on a group stage")  # the config reader refuses it
-        return _When(self._holds, typing.cast(RecordStage, stage))
+        return _When(self._holds, stage)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from shipper.model import Stream, Ticket
 
@@ -74,6 +74,7 @@ class RecordStage(Protocol):
         ...
 
 
+@runtime_checkable  # tells a built stage's kind once per stream, never per line
 class GroupStage(Protocol):
     """A stage that may keep records back across reads (multiline). One instance per stream."""
 
