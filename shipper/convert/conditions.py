@@ -10,7 +10,7 @@ from shipper.convert.expr import parse as parse_expr
 from shipper.convert.fields import Ref, Scope, parse_path
 from shipper.convert.report import Unsupported
 from shipper.convert.units import go_regex
-from shipper.pipeline.filters import DETECTED_LEVEL
+from shipper.pipeline.level import DETECTED_LEVEL
 
 Condition = dict[str, object]
 _SPECIAL = re.compile(r"([.^$*+?{}\[\]\\|()])")
