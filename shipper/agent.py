@@ -15,12 +15,13 @@ from shipper.batch import Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
 from shipper.enrich import Enricher
+from shipper.logfile import OpenFailed
 from shipper.metrics import Metrics
 from shipper.model import Entry
 from shipper.positions import Positions
 from shipper.server import HealthServer
 from shipper.sink import Sink
-from shipper.tail import OpenFailed, Resume, RotationBudget, TailContext, Tailer
+from shipper.tail import Resume, RotationBudget, TailContext, Tailer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -67,7 +68,9 @@ class Agent:
         self.discoverer = Discoverer(config.inputs)
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
         self._tailer_tasks: set[asyncio.Task[None]] = set()
-        self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
+        # Paths that could not be opened at the last rescan, and why: each is logged and
+        # counted once (again if the reason changes), and retried quietly at each rescan.
+        self._unreadable: dict[str, str] = {}
         self._resume = Resume()
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
@@ -165,6 +168,7 @@ class Agent:
     # -- discovery -----------------------------------------------------------------------------
 
     def _rescan(self) -> None:
+        unreadable: dict[str, str] = {}
         followed = set()
         for tailer in self.tailers.values():
             tailer.notice()
@@ -181,18 +185,18 @@ class Agent:
             except FileNotFoundError:
                 continue  # a link left behind by a pod that is gone: nothing to read
             except (OpenFailed, OSError) as exc:
-                if path not in self._unreadable:
-                    self._unreadable.add(path)
-                    reason = "permission_denied" if isinstance(exc, OpenFailed) else "open_failed"
+                reason = exc.reason if isinstance(exc, OpenFailed) else "open_failed"
+                unreadable[path] = reason
+                if self._unreadable.get(path) != reason:
                     self.metrics.file_errors.labels(reason).inc()
                     log.error("cannot open file; will retry at each rescan",
-                              extra={"path": path, "error": str(exc)})
+                              extra={"path": path, "reason": reason, "error": str(exc)})
                 continue
-            self._unreadable.discard(path)
             self.tailers[real] = tailer
             task = asyncio.create_task(tailer.run(self.once), name=f"tail {path}")
             self._tailer_tasks.add(task)
             task.add_done_callback(functools.partial(self._tailer_done, real))
+        self._unreadable = unreadable  # a path gone (or readable) since is forgotten
 
     def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
         self._tailer_tasks.discard(task)

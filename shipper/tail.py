@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.frame import ENVELOPE, LineFramer, Lines
 from shipper.kube.pod_path import PathMeta, parse_log_path
+from shipper.logfile import OpenFailed, open_log
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
@@ -91,10 +93,6 @@ def _file_id(st: os.stat_result) -> FileId:
     return FileId(st.st_dev, st.st_ino)
 
 
-class OpenFailed(Exception):
-    """The path exists but cannot be opened (e.g. permission denied)."""
-
-
 class Tailer:
     """Follows one path (a /var/log/containers link or any matched file). A renamed file is read
     to its end through its open descriptor before its successor; a deleted one is drained, then
@@ -116,11 +114,7 @@ class Tailer:
         """Open the current file, after any rotated predecessor still to be read: those the
         saved positions know with unread bytes, and generations newer than them that were
         rotated away while the agent was down. Raises OpenFailed or OSError."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except PermissionError as exc:
-            raise OpenFailed(exc.strerror) from None
-        st = os.fstat(fd)
+        fd, st = open_log(self.path)
         current = _file_id(st)
         resume = self._ctx.resume
         known = [(path, sib, offset) for path, sib in self._siblings()
@@ -135,15 +129,16 @@ class Tailer:
         self._add(fd, current, self.path, offset if offset <= st.st_size else 0)
 
     def _siblings(self) -> list[tuple[str, os.stat_result]]:
-        """Rotated generations beside the file (0.log.<stamp>, not yet compressed), oldest
-        first."""
+        """Rotated generations beside the file (0.log.<stamp>, not yet compressed, regular
+        files only), oldest first."""
         directory, name = os.path.split(self.realpath)
         found = []
         try:
             for entry in os.scandir(directory):
                 if entry.name.startswith(name + ".") and not entry.name.endswith(".gz"):
                     with contextlib.suppress(OSError):
-                        found.append((entry.path, entry.stat()))
+                        if stat.S_ISREG((st := entry.stat()).st_mode):
+                            found.append((entry.path, st))
         except OSError:
             return []
         return sorted(found, key=lambda sibling: sibling[1].st_mtime)
@@ -160,12 +155,11 @@ class Tailer:
 
     def _open_rotated(self, path: str, offset: int) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
+            fd, st = open_log(path)
+        except (OpenFailed, OSError) as exc:
             log.error("cannot open rotated file; its unread lines are lost",
-                      extra={"path": path, "error": exc.strerror})
+                      extra={"path": path, "error": str(exc)})
             return
-        st = os.fstat(fd)
         opened = self._add(fd, _file_id(st), path, offset)
         opened.rotated_at = self._ctx.clock()
         self._ctx.rotation.open += 1
@@ -233,6 +227,8 @@ class Tailer:
                 self._finish(f)
         if self._files:
             await self._check_path(self._files[-1])
+        else:
+            self.done = True  # every file finished, and no successor could be opened
 
     async def _check_path(self, current: _OpenFile) -> None:
         try:
@@ -264,10 +260,12 @@ class Tailer:
         current.rotated_at = ctx.clock()
         ctx.rotation.open += 1
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return  # gone again: the next pass treats the path as missing
-        successor = _file_id(os.fstat(fd))
+            fd, st = open_log(self.path)
+        except (OpenFailed, OSError):
+            # Gone again, or not a regular file: once the renamed file is drained, the tailer
+            # ends (see _drain) and discovery looks at the path afresh (and reports it).
+            return
+        successor = _file_id(st)
         self._open_unseen_generations(after=os.fstat(current.fd).st_mtime, current=successor)
         self._add(fd, successor, self.path, 0)
         while ctx.rotation.exceeded and len(self._files) > 1:
