@@ -56,6 +56,10 @@ class Metrics:
             "shipper_lines_truncated", "Lines cut to inputs.max_line_bytes.", registry=r)
         self.lines_invalid_utf8 = Counter(
             "shipper_lines_invalid_utf8", "Lines whose invalid UTF-8 was replaced.", registry=r)
+        self.partial_bytes_discarded = Counter(
+            "shipper_partial_bytes_discarded",
+            "Bytes of partial lines' later parts, dropped once their head reached "
+            "inputs.max_line_bytes and was shipped.", registry=r)
         self.entries_excluded = Counter(
             "shipper_entries_excluded", "Entries of pods or containers opted out by annotation.",
             registry=r)

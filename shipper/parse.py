@@ -31,6 +31,7 @@ class ParseCounts:
     truncated: int = 0  # joined line longer than max_line_bytes: cut, counted once per entry
     invalid_utf8: int = 0  # entries whose invalid UTF-8 was replaced (U+FFFD)
     blank: int = 0  # empty raw lines: skipped, counted
+    discarded: int = 0  # message bytes of a partial line's parts after its head was shipped
 
 
 @dataclass(slots=True)
@@ -40,7 +41,8 @@ class _Partial:
 
     stream: Stream  # where its lines go
     parts: list[bytes] = field(default_factory=list)
-    size: int = 0  # bytes in parts; appending stops once past max_line_bytes
+    size: int = 0  # bytes in parts; never past max_line_bytes for long (the head is shipped)
+    discarding: bool = False  # its head was shipped: later parts are dropped up to the last
     ts: int = 0  # the first part's: a joined line takes it
     start: int = 0  # file offset of the first part's line, once index is resolved
     index: int = -1  # the first part's line index within the current parse() call, or -1
@@ -109,9 +111,10 @@ class FileParser:
         are."""
         pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
                          key=lambda p: p.start)
-        out = [(p.ts, self._clean(b"".join(p.parts)), p.stream) for p in pending]
+        out: list[Entry] = []
         for p in pending:
-            p.parts.clear()
+            self._ship(p, out)
+        self._stdout.discarding = self._stderr.discarding = False
         return out
 
     def _parse_cri(self, lines: list[bytes], plain: bool, out: list[Entry]) -> None:
@@ -158,14 +161,14 @@ class FileParser:
                     continue
                 ts = parsed
             if tag == b"F" or tag[:2] == b"F:":
-                if parts:
+                if parts or partial.discarding:
                     self._complete(partial, msg, out)
                 elif plain or (len(msg) <= cap and msg.isascii()):
                     append((ts, msg, stream))
                 else:
                     append((ts, self._clean(msg), stream))
             elif tag == b"P" or tag[:2] == b"P:":
-                self._add_part(partial, ts, msg, i)
+                self._add_part(partial, ts, msg, i, out)
             else:
                 self._unparsable(line, out)
         self.counts.blank += blank
@@ -181,8 +184,8 @@ class FileParser:
                 continue
             msg, full, partial, ts = record
             if not full:
-                self._add_part(partial, ts, msg, i)
-            elif partial.parts:
+                self._add_part(partial, ts, msg, i, out)
+            elif partial.parts or partial.discarding:
                 self._complete(partial, msg, out)
             else:
                 out.append((ts, self._clean(msg), partial.stream))
@@ -235,16 +238,31 @@ class FileParser:
                 log.encode("utf-8", "surrogatepass"), full,
                 self._stdout if stream == "stdout" else self._stderr, ts)
 
-    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int) -> None:
+    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int,
+                  out: list[Entry]) -> None:
+        if partial.discarding:
+            self.counts.discarded += len(msg)
+            return
         if not partial.parts:
             partial.ts, partial.index, partial.size = ts, index, 0
-        if partial.size <= self._max:  # bounded: later parts are consumed but not kept
-            partial.parts.append(msg)
-            partial.size += len(msg)
+        partial.parts.append(msg)
+        partial.size += len(msg)
+        if partial.size > self._max:
+            # Longer than any line can be shipped: ship its head (truncated) now, so that the
+            # commit offset passes it. A line whose last part never comes must not pin the file
+            # (every restart would send all that follows again); the rest of it is dropped.
+            self._ship(partial, out)
+            partial.discarding = True
 
     def _complete(self, partial: _Partial, last: bytes, out: list[Entry]) -> None:
-        if partial.size <= self._max:
-            partial.parts.append(last)
+        if partial.discarding:  # the last part of a line whose head is shipped
+            self.counts.discarded += len(last)
+            partial.discarding = False
+            return
+        partial.parts.append(last)
+        self._ship(partial, out)
+
+    def _ship(self, partial: _Partial, out: list[Entry]) -> None:
         line = b"".join(partial.parts)
         partial.parts.clear()
         out.append((partial.ts, self._clean(line), partial.stream))

@@ -390,5 +390,7 @@ class Tailer:
             m.lines_truncated.inc(now.truncated - before.truncated)
         if now.invalid_utf8 != before.invalid_utf8:
             m.lines_invalid_utf8.inc(now.invalid_utf8 - before.invalid_utf8)
+        if now.discarded != before.discarded:
+            m.partial_bytes_discarded.inc(now.discarded - before.discarded)
         f.counts = ParseCounts(now.lines, now.unparsable, now.truncated, now.invalid_utf8,
-                               now.blank)
+                               now.blank, now.discarded)
