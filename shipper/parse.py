@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from shipper.model import Entry, Stream
 
@@ -20,6 +21,7 @@ _FRACTION_SCALE: tuple[int, ...] = tuple(10 ** (9 - digits) for digits in range(
 # Per file: lines come in time order, so a few recent seconds hit nearly always, and 500 files
 # x 4096 cached seconds would have cost ~300 MiB on a node whose logs run for an hour.
 _SECONDS_CACHE_MAX = 16
+SAMPLE_BYTES: Final = 80  # of the last bad line, kept for the warning that reports it
 
 
 @dataclass(slots=True)
@@ -66,6 +68,9 @@ class FileParser:
                  now_ns: Callable[[], int] = time.time_ns) -> None:
         self.format: str | None = None  # "cri" | "docker" once detected
         self.counts = ParseCounts()
+        # The head of the last unparsable, truncated or invalid-UTF-8 line, as read: set on the
+        # bad path only, so a good line costs nothing for it.
+        self.bad_sample = b""
         self._max = max_line_bytes
         self._now_ns = now_ns
         self._seconds: dict[bytes, int] = {}  # seconds-part key -> ns since the epoch
@@ -269,11 +274,13 @@ class FileParser:
 
     def _unparsable(self, line: bytes, out: list[Entry]) -> None:
         self.counts.unparsable += 1
+        self.bad_sample = line[:SAMPLE_BYTES]
         out.append((self._now_ns(), self._clean(line), self._stdout.stream))
 
     def _clean(self, line: bytes) -> bytes:
         """Cut to max_line_bytes at a character boundary and replace invalid UTF-8."""
         cap = self._max
+        raw = line
         truncated = len(line) > cap
         if truncated:
             line = line[: _char_boundary(line, cap)]
@@ -282,12 +289,14 @@ class FileParser:
                 line.decode()
             except UnicodeDecodeError:
                 self.counts.invalid_utf8 += 1
+                self.bad_sample = raw[:SAMPLE_BYTES]
                 line = line.decode(errors="replace").encode()
                 if len(line) > cap:  # each replacement takes 3 bytes where 1-3 were
                     truncated = True
                     line = line[: _char_boundary(line, cap)]
         if truncated:
             self.counts.truncated += 1
+            self.bad_sample = raw[:SAMPLE_BYTES]
         return line
 
     def _timestamp(self, t: bytes) -> int | None:

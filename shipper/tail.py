@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
+from shipper.badlines import BadLineWarnings
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.frame import ENVELOPE, LineFramer, Lines
@@ -108,6 +109,7 @@ class Tailer:
         self._wake = asyncio.Event()
         self._missing_since: float | None = None
         self._poll = min(FIRST_POLL, ctx.poll_interval)  # s until the next look without inotify
+        self._warnings = BadLineWarnings(path, ctx.clock)  # for the path, across rotations
         self.done = False  # no file left to read: the path is gone
 
     def open(self) -> None:
@@ -392,5 +394,8 @@ class Tailer:
             m.lines_invalid_utf8.inc(now.invalid_utf8 - before.invalid_utf8)
         if now.discarded != before.discarded:
             m.partial_bytes_discarded.inc(now.discarded - before.discarded)
+        self._warnings.count(now.unparsable - before.unparsable,
+                             now.invalid_utf8 - before.invalid_utf8,
+                             now.truncated - before.truncated, f.parser.bad_sample)
         f.counts = ParseCounts(now.lines, now.unparsable, now.truncated, now.invalid_utf8,
                                now.blank, now.discarded)

@@ -385,6 +385,21 @@ def test_invalid_bytes_that_grow_when_replaced_are_still_cut_to_the_limit() -> N
     assert p.counts.truncated == 2 and p.counts.invalid_utf8 == 2
 
 
+def test_the_head_of_the_last_bad_line_is_kept_as_a_sample() -> None:
+    p = parser(max_line_bytes=100)
+    p.parse(cri(b"fine"), 0)
+    assert p.bad_sample == b""
+    junk = b"\x00junk " + b"j" * 200
+    p.parse(junk + b"\n", 0)
+    assert p.bad_sample == junk[:80]  # unparsable: the raw line
+    p.parse(cri(b"bad \xff utf8"), 0)
+    assert p.bad_sample == b"bad \xff utf8"  # invalid UTF-8: the message as read
+    p.parse(cri(b"L" * 150), 0)
+    assert p.bad_sample == b"L" * 80  # truncated
+    p.parse(cri(b"fine again"), 0)
+    assert p.bad_sample == b"L" * 80  # until the next bad line
+
+
 def test_blank_lines_are_skipped_and_counted() -> None:
     p = parser()
     out, commit = p.parse(b"\n" + cri(b"a") + b"\n\n", 0)
