@@ -11,7 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from shipper.batch import Batcher, FlowControl
+from shipper.batch import Batch, Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
 from shipper.enrich import Enricher
@@ -21,6 +21,7 @@ from shipper.model import Entry
 from shipper.positions import Positions
 from shipper.server import HealthServer
 from shipper.sink import Sink
+from shipper.supervise import Policy, Supervisor, Unrecoverable
 from shipper.tail import Resume, RotationBudget, TailContext, Tailer
 
 if TYPE_CHECKING:
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
     from shipper.kube.watch import PodWatcher
 
 log = logging.getLogger(__name__)
+
+# What becomes of a long-running task that ends with an unexpected exception (README, "When
+# a task fails"). Both restart it with backoff; an essential task that keeps failing is given
+# up, so that /healthz fails and kubelet restarts the container: the node depends on it, and
+# positions make a restart lossless. A contained one only ever holds back part of the work
+# (one file, or pod metadata), which must never restart the agent of every file.
+ESSENTIAL = Policy(give_up_after=5)
+CONTAINED = Policy()
 
 
 class Pusher(Protocol):
@@ -66,6 +75,8 @@ class Agent:
         self.batcher = Batcher(config.batch, self.flow, self.positions)
         self.pusher = self._pusher(out)
         self.discoverer = Discoverer(config.inputs)
+        self.supervisor = Supervisor(self.metrics)
+        self._in_flight: Batch | None = None  # being pushed: pushed again if delivery fails
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
         self._tailer_tasks: set[asyncio.Task[None]] = set()
         # Paths that could not be opened at the last rescan, and why: each is logged and
@@ -76,7 +87,8 @@ class Agent:
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
                                 poll_interval=config.inputs.rescan_interval)
-        self.server = HealthServer(config.server.listen, self.metrics, self.ready)
+        self.server = HealthServer(config.server.listen, self.metrics, self.ready,
+                                   self.supervisor.health)
         self.started = False
 
     def _pusher(self, out: TextIO) -> Pusher:
@@ -109,10 +121,11 @@ class Agent:
         stop = stop or self._stop_on_signals()
         self._resume.restore(self.positions.load())
         await self.server.start()
-        background = [asyncio.create_task(self._save_positions(), name="positions")]
+        supervise = self.supervisor.start
+        background = [supervise("positions", self._save_positions, ESSENTIAL)]
         if self.watcher is not None:
-            background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
-        deliver = asyncio.create_task(self._deliver(), name="deliver")
+            background.append(supervise("pod_watch", self.watcher.run, CONTAINED))
+        deliver = supervise("deliver", self._deliver, ESSENTIAL)
         self.started = True
         log.info("started", extra={"paths": list(self.config.inputs.paths),
                                    "dry_run": self.config.dry_run})
@@ -122,9 +135,9 @@ class Agent:
             if self.once:
                 await asyncio.gather(*self._tailer_tasks)
             else:
-                discover = asyncio.create_task(self.discoverer.watch(
-                    self._watched_dirs, self._on_change, self._rescan), name="discover")
-                background.append(discover)
+                background.append(supervise("discover", functools.partial(
+                    self.discoverer.watch, self._watched_dirs, self._on_change, self._rescan),
+                    ESSENTIAL))
                 await stop.wait()
                 log.info("stopping: no more reading; pushing what is batched")
         finally:
@@ -133,9 +146,12 @@ class Agent:
 
     async def _shutdown(self, deliver: asyncio.Task[None],
                         background: list[asyncio.Task[None]]) -> None:
+        tailers = list(self.tailers.values())
         for task in [*background, *self._tailer_tasks]:
             task.cancel()
         await asyncio.gather(*background, *self._tailer_tasks, return_exceptions=True)
+        for tailer in tailers:
+            tailer.close()  # one cancelled while waiting to restart still holds its files
         self.batcher.close()
         try:
             await asyncio.wait_for(deliver, self.config.shutdown.deadline)
@@ -155,10 +171,22 @@ class Agent:
 
     async def _deliver(self) -> None:
         """The one push loop: each batch is settled (acknowledged or dropped for good) before
-        the positions behind it may advance."""
-        while (batch := await self.batcher.next_batch()) is not None:
+        the positions behind it may advance. Restarted after a failure, it first pushes again
+        the batch that was in flight: a failure drops no batch and settles none twice."""
+        while True:
+            batch = self._in_flight
+            if batch is None:
+                batch = await self.batcher.next_batch()
+                if batch is None:
+                    return
+                self._in_flight = batch
             await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
-            self.batcher.settle(batch)
+            self._in_flight = None
+            try:
+                self.batcher.settle(batch)
+            except Exception as exc:
+                raise Unrecoverable("a batch failed half-way through settling: the positions "
+                                    "of its files can no longer advance") from exc
 
     async def _save_positions(self) -> None:
         while True:
@@ -193,7 +221,9 @@ class Agent:
                               extra={"path": path, "reason": reason, "error": str(exc)})
                 continue
             self.tailers[real] = tailer
-            task = asyncio.create_task(tailer.run(self.once), name=f"tail {path}")
+            task = self.supervisor.start(
+                f"tail {path}", functools.partial(tailer.run, self.once), CONTAINED, kind="tail",
+                before_restart=functools.partial(tailer.rewind, self.positions.offset))
             self._tailer_tasks.add(task)
             task.add_done_callback(functools.partial(self._tailer_done, real))
         self._unreadable = unreadable  # a path gone (or readable) since is forgotten
@@ -201,9 +231,6 @@ class Agent:
     def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
         self._tailer_tasks.discard(task)
         self.tailers.pop(real, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("tailer failed; the file will be picked up again at the next rescan",
-                      extra={"path": real, "error": repr(exc)}, exc_info=exc)
 
     def _watched_dirs(self) -> set[str]:
         return {os.path.dirname(t.realpath) for t in self.tailers.values()}

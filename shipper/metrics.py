@@ -88,6 +88,11 @@ class Metrics:
             registry=r)
         self.positions_write_errors = Counter(
             "shipper_positions_write_errors", "Failed writes of the positions file.", registry=r)
+        self.task_failures = Counter(
+            "shipper_task_failures",
+            "Long-running tasks ended by an unexpected exception (each logged with its "
+            "traceback, then restarted or given up), and requests the HTTP server failed.",
+            ["task"], registry=r)
         self.kube_pods = Gauge("shipper_kube_pods", "Pods in the metadata cache.", registry=r)
         self.kube_watch_restarts = Counter(
             "shipper_kube_watch_restarts", "Pod watch restarts by reason.", ["reason"],

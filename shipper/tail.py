@@ -191,7 +191,8 @@ class Tailer:
         self._wake.set()
 
     async def run(self, once: bool = False) -> None:
-        """Read until the path is gone (or, with once, until everything is at EOF)."""
+        """Read until the path is gone (or, with once, until everything is at EOF). After an
+        exception the files stay open, for `rewind` and a new run."""
         try:
             while not self.done:
                 self._wake.clear()  # before reading: a wake-up during the pass is not lost
@@ -209,9 +210,19 @@ class Tailer:
                 # A new file is looked at 0.5, 1, 2... s after opening, then every poll_interval:
                 # writes may land before inotify watches its directory.
                 self._poll = min(self._poll * 2, self._ctx.poll_interval)
-        finally:
-            if once or not self.done:
-                self.close()
+        except asyncio.CancelledError:
+            self.close()  # shutting down
+            raise
+        if once:
+            self.close()
+
+    def rewind(self, acked: Callable[[FileId], int | None]) -> None:
+        """After a failure, before running again: read each open file again from its
+        acknowledged offset, as what was read since may never have reached the sink. Lines
+        may be sent twice; none is lost, and a renamed or deleted file is still read through
+        its descriptor."""
+        for f in self._files:
+            self._restart(f, acked(f.file) or 0)
 
     def close(self) -> None:
         """Release descriptors without finishing: positions keep the acknowledged offsets."""
@@ -288,12 +299,17 @@ class Tailer:
 
     def _truncated(self, f: _OpenFile) -> None:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
-        os.lseek(f.fd, 0, os.SEEK_SET)
-        f.frame.restart(0)
+        self._restart(f, 0)
+
+    def _restart(self, f: _OpenFile, offset: int) -> None:
+        """Read `f` on from `offset` with nothing pending: a new parser, and a new track in
+        positions (tickets of the old one still settle, and are ignored)."""
+        os.lseek(f.fd, offset, os.SEEK_SET)
+        f.frame.restart(offset)
         f.parser = FileParser(self._ctx.config.max_line_bytes, f.streams.stdout,
                               f.streams.stderr)
         f.counts = ParseCounts()
-        self._ctx.sink.open(f.file, f.path, 0)
+        self._ctx.sink.open(f.file, f.path, offset)
 
     def _finish(self, f: _OpenFile) -> None:
         """No more bytes will come: emit the last (unterminated or partial) line and let go."""
