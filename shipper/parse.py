@@ -39,7 +39,10 @@ class ParseCounts:
 @dataclass(slots=True)
 class _Partial:
     """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
-    a trailing newline). Pending while `parts` is non-empty."""
+    a trailing newline). Pending while `parts` is non-empty, unless `discarding`: a line whose
+    head was shipped keeps one empty marker in `parts` until its last part, so that the part
+    reaches _complete through the `if parts` test every full line meets anyway (the hot loop
+    pays nothing per line for discarding)."""
 
     stream: Stream  # where its lines go
     parts: list[bytes] = field(default_factory=list)
@@ -104,7 +107,7 @@ class FileParser:
             self.counts.blank += len(lines)
         commit = offset + len(data)
         for partial in (self._stdout, self._stderr):
-            if partial.parts:
+            if partial.parts and not partial.discarding:
                 if partial.index >= 0:
                     partial.start = offset + sum(map(len, lines[: partial.index])) + partial.index
                     partial.index = -1
@@ -114,12 +117,12 @@ class FileParser:
     def flush(self) -> list[Entry]:
         """The file is finished (rotated and drained, or deleted): emit pending partials as they
         are."""
-        pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
-                         key=lambda p: p.start)
         out: list[Entry] = []
-        for p in pending:
-            self._ship(p, out)
-        self._stdout.discarding = self._stderr.discarding = False
+        for p in sorted((self._stdout, self._stderr), key=lambda p: p.start):
+            if p.discarding:
+                self._stop_discarding(p)  # its head is shipped: nothing pending
+            elif p.parts:
+                self._ship(p, out)
         return out
 
     def _parse_cri(self, lines: list[bytes], plain: bool, out: list[Entry]) -> None:
@@ -166,7 +169,7 @@ class FileParser:
                     continue
                 ts = parsed
             if tag == b"F" or tag[:2] == b"F:":
-                if parts or partial.discarding:
+                if parts:
                     self._complete(partial, msg, out)
                 elif plain or (len(msg) <= cap and msg.isascii()):
                     append((ts, msg, stream))
@@ -190,7 +193,7 @@ class FileParser:
             msg, full, partial, ts = record
             if not full:
                 self._add_part(partial, ts, msg, i, out)
-            elif partial.parts or partial.discarding:
+            elif partial.parts:
                 self._complete(partial, msg, out)
             else:
                 out.append((ts, self._clean(msg), partial.stream))
@@ -257,15 +260,20 @@ class FileParser:
             # commit offset passes it. A line whose last part never comes must not pin the file
             # (every restart would send all that follows again); the rest of it is dropped.
             self._ship(partial, out)
+            partial.parts.append(b"")  # the marker
             partial.discarding = True
 
     def _complete(self, partial: _Partial, last: bytes, out: list[Entry]) -> None:
         if partial.discarding:  # the last part of a line whose head is shipped
             self.counts.discarded += len(last)
-            partial.discarding = False
+            self._stop_discarding(partial)
             return
         partial.parts.append(last)
         self._ship(partial, out)
+
+    def _stop_discarding(self, partial: _Partial) -> None:
+        partial.parts.clear()
+        partial.discarding = False
 
     def _ship(self, partial: _Partial, out: list[Entry]) -> None:
         line = b"".join(partial.parts)
