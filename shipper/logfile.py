@@ -5,14 +5,9 @@ from __future__ import annotations
 import os
 import stat
 
-# What anything else matching inputs.paths is, as the `reason` of shipper_file_errors_total.
-_NOT_REGULAR = {
-    stat.S_IFIFO: "not_regular_fifo",
-    stat.S_IFSOCK: "not_regular_socket",
-    stat.S_IFCHR: "not_regular_char_device",
-    stat.S_IFBLK: "not_regular_block_device",
-    stat.S_IFDIR: "not_regular_directory",
-}
+# What else a path can name; `not_regular_<kind>` is the reason in shipper_file_errors_total.
+_KINDS = {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "char_device",
+          stat.S_IFBLK: "block_device", stat.S_IFDIR: "directory"}
 
 
 class OpenFailed(Exception):
@@ -24,11 +19,11 @@ class OpenFailed(Exception):
         self.reason = reason
 
 
-def _regular(st: os.stat_result) -> None:
+def _check_regular(st: os.stat_result) -> None:
     if not stat.S_ISREG(st.st_mode):
-        kind = stat.S_IFMT(st.st_mode)
-        raise OpenFailed(_NOT_REGULAR.get(kind, "not_regular_other"),
-                         f"not a regular file (mode {kind:o})")
+        kind = _KINDS.get(stat.S_IFMT(st.st_mode), "other")
+        raise OpenFailed(f"not_regular_{kind}",
+                         f"not a regular file: {kind.replace('_', ' ')}")
 
 
 def open_log(path: str) -> tuple[int, os.stat_result]:
@@ -37,7 +32,7 @@ def open_log(path: str) -> tuple[int, os.stat_result]:
     # Looked at before opening: opening a FIFO blocks until a writer comes (and once open,
     # lets a writer waiting for a reader go on into a pipe we never drain); opening a device
     # can have effects of its own (a tape rewinds at close).
-    _regular(os.stat(path))
+    _check_regular(os.stat(path))
     try:
         # O_NONBLOCK: should the path become a FIFO between stat and open, open returns at
         # once; reads of a regular file ignore the flag. O_NOCTTY: a terminal never becomes
@@ -47,7 +42,7 @@ def open_log(path: str) -> tuple[int, os.stat_result]:
         raise OpenFailed("permission_denied", exc.strerror or str(exc)) from None
     try:
         st = os.fstat(fd)
-        _regular(st)  # what was opened, whatever the path named a moment before
+        _check_regular(st)  # what was opened, whatever the path named a moment before
     except BaseException:
         os.close(fd)
         raise
