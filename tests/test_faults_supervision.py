@@ -222,9 +222,7 @@ def test_the_pod_watch_restarts_and_metadata_arrives(
     with FakeKube() as kube, LokiReceiver() as receiver:
         kube.add_pod(make_pod("api-0", "shop", "node-a", uid=pod.uid, containers=("server",),
                               labels={"app": "storefront"}))
-        config = make_config(tmp_path, receiver.url, kubernetes={
-            "enabled": "true", "node_name": "node-a",
-            "kubeconfig": kube.kubeconfig(tmp_path / "kubeconfig")})
+        config = make_config(tmp_path, receiver.url, kubernetes=kube.agent_section(tmp_path))
 
         async def scenario() -> None:
             async with running(config) as agent:
