@@ -1,4 +1,4 @@
-# The shipper agent image: `docker build -t shipper:0.1.0 .` (see README.md, "Deploy").
+# The shipper agent image: `docker build -t shipper:0.1.0 .` (see docs/deploy.md).
 # Two stages: the build stage makes a venv at /opt/shipper from pinned wheels; the final stage
 # copies only that venv onto the same slim base, so no compiler, pip cache or source tree ships.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm

@@ -1,4 +1,4 @@
-"""Entry point: `shipper run`, `shipper check-config`, `shipper demo`.
+"""Entry point: `shipper run`, `shipper check-config`, `shipper convert`, `shipper demo`.
 
 The imports are inside the functions: `cli` installs the SIGTERM handler before they run
 (asyncio and yaml alone take ~50 ms), so that the process can be stopped cleanly at once.
@@ -38,13 +38,17 @@ def _check_listen(agent: Agent) -> None:
     asyncio.run(bind_and_release())
 
 
-def _run(config: Config, once: bool) -> int:
+def _run(config: Config, once: bool, converted: list[tuple[str, int]] | None = None) -> int:
     import asyncio
     import gc
+    import logging
 
     from shipper.logs import setup_logging
 
     setup_logging(config.log.level)
+    for line, unmapped in converted or []:  # one line per Collector config run as converted
+        logging.getLogger("shipper.convert").log(logging.WARNING if unmapped else logging.INFO,
+                                                 line, extra={"not_mapped": unmapped})
     agent = _build(config, once)
     # The pipeline allocates millions of short-lived tuples; at the default threshold (700) the
     # cyclic collector ran thousands of times a second over them (measured: up to 30% of CPU).
@@ -81,6 +85,29 @@ def _demo() -> int:
         return _run(config, once=True)
 
 
+def _convert(source: str, path: str) -> int:
+    """Print the shipper config for another agent's config; the report goes to stderr.
+    0: everything mapped; 1: something did not; 2: not such a config."""
+    from pathlib import Path
+
+    from shipper.convert import NotCollector, convert_otelcol
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print(f"shipper convert {source}: cannot read {path}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        conversion = convert_otelcol(text, name=path)
+    except NotCollector as exc:
+        print(f"shipper convert {source}: {path}: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(conversion.text)
+    sys.stderr.write(conversion.report.render(path))
+    return 1 if conversion.report.not_mapped else 0
+
+
 def _pairs(flag: str, items: list[str]) -> dict[str, str]:
     pairs = {}
     for item in items:
@@ -95,10 +122,10 @@ def _pairs(flag: str, items: list[str]) -> dict[str, str]:
 def _inspect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from shipper.config import load_config
+    from shipper.config_files import load_configs
     from shipper.pipeline.inspect import Pod, inspect
 
-    config = load_config(args.config)
+    config = load_configs([args.config] if args.config else []).config  # a Collector's too
     try:
         sample = (sys.stdin.buffer.read() if args.sample == "-"
                   else Path(args.sample).read_bytes())
@@ -115,19 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from shipper import __version__
-    from shipper.config import ConfigError, load_config
+    from shipper.config import ConfigError
+    from shipper.config_files import load_configs
 
     parser = argparse.ArgumentParser(prog="shipper", description="Ship Kubernetes container "
                                      "logs to Loki without losing a line.")
     parser.add_argument("--version", action="version", version=f"shipper {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent")
-    run.add_argument("--config", help="YAML config file (default: built-in DaemonSet defaults)")
+    run.add_argument("--config", action="append", help="YAML config file, shipper's or an "
+                     "OpenTelemetry Collector's; repeat to merge files, later over earlier "
+                     "(default: built-in DaemonSet defaults)")
     run.add_argument("--once", action="store_true",
                      help="read every file to its end, deliver, save positions and exit")
     check = sub.add_parser("check-config", help="validate a config file, the files it names and "
                            "its listen address, and exit")
-    check.add_argument("--config", required=True)
+    check.add_argument("--config", action="append", required=True)
+    convert = sub.add_parser("convert", help="print the shipper config for another agent's "
+                             "config, with a report of what did not map on stderr")
+    formats = convert.add_subparsers(dest="source", required=True)
+    otelcol = formats.add_parser("otelcol", help="an OpenTelemetry Collector config")
+    otelcol.add_argument("file", help="the Collector's config file (- for stdin)")
     sub.add_parser("demo", help="dry run over bundled example logs: prints what would be pushed")
     inspect = sub.add_parser(
         "inspect", help="run a config's pipeline over a sample and show each entry after each "
@@ -148,14 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo()
+        if args.command == "convert":
+            return _convert(args.source, args.file)
         if args.command == "inspect":
             return _inspect(args)
-        config = load_config(args.config)
+        loaded = load_configs(args.config or [])
         if args.command == "check-config":
-            _check_listen(_build(config))
-            print(f"{args.config}: ok")
+            _check_listen(_build(loaded.config))
+            for line, _ in loaded.converted:
+                print(line, file=sys.stderr)
+            print(f"{', '.join(args.config)}: ok")
             return 0
-        return _run(config, args.once)
+        return _run(loaded.config, args.once, loaded.converted)
     except ConfigError as exc:  # the one way a wrong config ends the process: key and reason
         print(f"shipper: invalid config: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -15,13 +15,15 @@ from shipper.batch import Batch, Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
 from shipper.enrich import Enricher
+from shipper.logfile import OpenFailed
 from shipper.metrics import Metrics
 from shipper.model import Entry
 from shipper.pipeline.compile import Pipeline
 from shipper.positions import Positions
 from shipper.server import HealthServer
 from shipper.sink import Sink
-from shipper.tail import OpenFailed, Resume, RotationBudget, TailContext, Tailer
+from shipper.supervise import Policy, Supervisor, Unrecoverable
+from shipper.tail import Resume, RotationBudget, TailContext, Tailer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -31,6 +33,15 @@ if TYPE_CHECKING:
     from shipper.kube.watch import PodWatcher
 
 log = logging.getLogger(__name__)
+
+# What becomes of a long-running task that ends with an unexpected exception
+# (docs/observability.md, "When a task fails"). Both restart it with backoff; an essential
+# task that keeps failing is given up, so that /healthz fails and kubelet restarts the
+# container: the node depends on it, and
+# positions make a restart lossless. A contained one only ever holds back part of the work
+# (one file, or pod metadata), which must never restart the agent of every file.
+ESSENTIAL = Policy(give_up_after=5)
+CONTAINED = Policy()
 
 
 class Pusher(Protocol):
@@ -73,9 +84,13 @@ class Agent:
         self.batcher = Batcher(config.batch, self.flow, self.positions)
         self.pusher = self._pusher(out)
         self.discoverer = Discoverer(config.inputs)
+        self.supervisor = Supervisor(self.metrics)
+        self._in_flight: Batch | None = None  # being pushed: pushed again if delivery fails
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
         self._tailer_tasks: set[asyncio.Task[None]] = set()
-        self._unreadable: set[str] = set()  # logged once each, retried quietly at each rescan
+        # Paths that could not be opened at the last rescan, and why: each is logged and
+        # counted once (again if the reason changes), and retried quietly at each rescan.
+        self._unreadable: dict[str, str] = {}
         self._resume = Resume()
         self.pipeline = Pipeline(config.pipeline, self.metrics,
                                  annotations=config.kubernetes_enabled
@@ -85,7 +100,8 @@ class Agent:
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
                                 self.pipeline, self.gate,
                                 poll_interval=config.inputs.rescan_interval)
-        self.server = HealthServer(config.server.listen, self.metrics, self.ready)
+        self.server = HealthServer(config.server.listen, self.metrics, self.ready,
+                                   self.supervisor.health)
         self.started = False
 
     def _pusher(self, out: TextIO) -> Pusher:
@@ -122,12 +138,13 @@ class Agent:
         stop = stop or self._stop_on_signals()
         await self.server.start()  # first: an unusable server.listen fails before any reading
         self._resume.restore(self.positions.load())
-        background = [asyncio.create_task(self._save_positions(), name="positions")]
+        supervise = self.supervisor.start
+        background = [supervise("positions", self._save_positions, ESSENTIAL)]
         if self.watcher is not None:
-            background.append(asyncio.create_task(self.watcher.run(), name="pod-watch"))
+            background.append(supervise("pod_watch", self.watcher.run, CONTAINED))
         if self.gate is not None:
             self.gate.start()
-        deliver = asyncio.create_task(self._deliver(), name="deliver")
+        deliver = supervise("deliver", self._deliver, ESSENTIAL)
         self.started = True
         log.info("started", extra={"paths": list(self.config.inputs.paths),
                                    "dry_run": self.config.dry_run})
@@ -137,9 +154,9 @@ class Agent:
             if self.once:
                 await asyncio.gather(*self._tailer_tasks)
             else:
-                discover = asyncio.create_task(self.discoverer.watch(
-                    self._watched_dirs, self._on_change, self._rescan), name="discover")
-                background.append(discover)
+                background.append(supervise("discover", functools.partial(
+                    self.discoverer.watch, self._watched_dirs, self._on_change, self._rescan),
+                    ESSENTIAL))
                 await stop.wait()
                 log.info("stopping: no more reading; pushing what is batched")
         finally:
@@ -148,9 +165,12 @@ class Agent:
 
     async def _shutdown(self, deliver: asyncio.Task[None],
                         background: list[asyncio.Task[None]]) -> None:
+        tailers = list(self.tailers.values())
         for task in [*background, *self._tailer_tasks]:
             task.cancel()
         await asyncio.gather(*background, *self._tailer_tasks, return_exceptions=True)
+        for tailer in tailers:
+            tailer.close()  # one cancelled while waiting to restart still holds its files
         self.batcher.close()
         try:
             await asyncio.wait_for(deliver, self.config.shutdown.deadline)
@@ -170,12 +190,24 @@ class Agent:
 
     async def _deliver(self) -> None:
         """The one push loop: each batch is settled (acknowledged or dropped for good) before
-        the positions behind it may advance."""
-        while (batch := await self.batcher.next_batch()) is not None:
-            self._drop_excluded(batch)
+        the positions behind it may advance. Restarted after a failure, it first pushes again
+        the batch that was in flight: a failure drops no batch and settles none twice."""
+        while True:
+            batch = self._in_flight
+            if batch is None:
+                batch = await self.batcher.next_batch()
+                if batch is None:
+                    return
+                self._drop_excluded(batch)
+                self._in_flight = batch
             if batch.entries:  # else every entry was excluded: nothing to send, settled all same
                 await self.pusher.push(batch.streams, batch.entries, batch.line_bytes)
-            self.batcher.settle(batch)
+            self._in_flight = None
+            try:
+                self.batcher.settle(batch)
+            except Exception as exc:
+                raise Unrecoverable("a batch failed half-way through settling: the positions "
+                                    "of its files can no longer advance") from exc
 
     def _drop_excluded(self, batch: Batch) -> None:
         """Exclusion is never bypassed by timing: entries read before their pod opted out (or
@@ -191,6 +223,7 @@ class Agent:
     # -- discovery -----------------------------------------------------------------------------
 
     def _rescan(self) -> None:
+        unreadable: dict[str, str] = {}
         followed = set()
         for tailer in self.tailers.values():
             tailer.notice()
@@ -207,25 +240,24 @@ class Agent:
             except FileNotFoundError:
                 continue  # a link left behind by a pod that is gone: nothing to read
             except (OpenFailed, OSError) as exc:
-                if path not in self._unreadable:
-                    self._unreadable.add(path)
-                    reason = "permission_denied" if isinstance(exc, OpenFailed) else "open_failed"
+                reason = exc.reason if isinstance(exc, OpenFailed) else "open_failed"
+                unreadable[path] = reason
+                if self._unreadable.get(path) != reason:
                     self.metrics.file_errors.labels(reason).inc()
                     log.error("cannot open file; will retry at each rescan",
-                              extra={"path": path, "error": str(exc)})
+                              extra={"path": path, "reason": reason, "error": str(exc)})
                 continue
-            self._unreadable.discard(path)
             self.tailers[real] = tailer
-            task = asyncio.create_task(tailer.run(self.once), name=f"tail {path}")
+            task = self.supervisor.start(
+                f"tail {path}", functools.partial(tailer.run, self.once), CONTAINED, kind="tail",
+                before_restart=functools.partial(tailer.rewind, self.positions.offset))
             self._tailer_tasks.add(task)
             task.add_done_callback(functools.partial(self._tailer_done, real))
+        self._unreadable = unreadable  # a path gone (or readable) since is forgotten
 
     def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
         self._tailer_tasks.discard(task)
         self.tailers.pop(real, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("tailer failed; the file will be picked up again at the next rescan",
-                      extra={"path": real, "error": repr(exc)}, exc_info=exc)
 
     def _watched_dirs(self) -> set[str]:
         return {os.path.dirname(t.realpath) for t in self.tailers.values()}

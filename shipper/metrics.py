@@ -56,6 +56,10 @@ class Metrics:
             "shipper_lines_truncated", "Lines cut to inputs.max_line_bytes.", registry=r)
         self.lines_invalid_utf8 = Counter(
             "shipper_lines_invalid_utf8", "Lines whose invalid UTF-8 was replaced.", registry=r)
+        self.partial_bytes_discarded = Counter(
+            "shipper_partial_bytes_discarded",
+            "Bytes of partial lines' later parts, dropped once their head reached "
+            "inputs.max_line_bytes and was shipped.", registry=r)
         self.entries_excluded = Counter(
             "shipper_entries_excluded", "Entries of pods or containers opted out by annotation.",
             registry=r)
@@ -95,6 +99,11 @@ class Metrics:
             registry=r)
         self.positions_write_errors = Counter(
             "shipper_positions_write_errors", "Failed writes of the positions file.", registry=r)
+        self.task_failures = Counter(
+            "shipper_task_failures",
+            "Long-running tasks ended by an unexpected exception (each logged with its "
+            "traceback, then restarted or given up), and requests the HTTP server failed.",
+            ["task"], registry=r)
         self.kube_pods = Gauge("shipper_kube_pods", "Pods in the metadata cache.", registry=r)
         self.kube_watch_restarts = Counter(
             "shipper_kube_watch_restarts", "Pod watch restarts by reason.", ["reason"],

@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from shipper.model import Entry, Stream
 
@@ -20,6 +21,7 @@ _FRACTION_SCALE: tuple[int, ...] = tuple(10 ** (9 - digits) for digits in range(
 # Per file: lines come in time order, so a few recent seconds hit nearly always, and 500 files
 # x 4096 cached seconds would have cost ~300 MiB on a node whose logs run for an hour.
 _SECONDS_CACHE_MAX = 16
+SAMPLE_BYTES: Final = 80  # of the last bad line, kept for the warning that reports it
 
 
 @dataclass(slots=True)
@@ -31,16 +33,21 @@ class ParseCounts:
     truncated: int = 0  # joined line longer than max_line_bytes: cut, counted once per entry
     invalid_utf8: int = 0  # entries whose invalid UTF-8 was replaced (U+FFFD)
     blank: int = 0  # empty raw lines: skipped, counted
+    discarded: int = 0  # message bytes of a partial line's parts after its head was shipped
 
 
 @dataclass(slots=True)
 class _Partial:
     """One stream's line being joined from partial parts (CRI "P" lines, Docker records without
-    a trailing newline). Pending while `parts` is non-empty."""
+    a trailing newline). Pending while `parts` is non-empty, unless `discarding`: a line whose
+    head was shipped keeps one empty marker in `parts` until its last part, so that the part
+    reaches _complete through the `if parts` test every full line meets anyway (the hot loop
+    pays nothing per line for discarding)."""
 
     stream: Stream  # where its lines go
     parts: list[bytes] = field(default_factory=list)
-    size: int = 0  # bytes in parts; appending stops once past max_line_bytes
+    size: int = 0  # bytes in parts; never past max_line_bytes for long (the head is shipped)
+    discarding: bool = False  # its head was shipped: later parts are dropped up to the last
     ts: int = 0  # the first part's: a joined line takes it
     start: int = 0  # file offset of the first part's line, once index is resolved
     index: int = -1  # the first part's line index within the current parse() call, or -1
@@ -64,6 +71,9 @@ class FileParser:
                  now_ns: Callable[[], int] = time.time_ns) -> None:
         self.format: str | None = None  # "cri" | "docker" once detected
         self.counts = ParseCounts()
+        # The head of the last unparsable, truncated or invalid-UTF-8 line, as read: set on the
+        # bad path only, so a good line costs nothing for it.
+        self.bad_sample = b""
         self._max = max_line_bytes
         self._now_ns = now_ns
         self._seconds: dict[bytes, int] = {}  # seconds-part key -> ns since the epoch
@@ -97,7 +107,7 @@ class FileParser:
             self.counts.blank += len(lines)
         commit = offset + len(data)
         for partial in (self._stdout, self._stderr):
-            if partial.parts:
+            if partial.parts and not partial.discarding:
                 if partial.index >= 0:
                     partial.start = offset + sum(map(len, lines[: partial.index])) + partial.index
                     partial.index = -1
@@ -107,11 +117,12 @@ class FileParser:
     def flush(self) -> list[Entry]:
         """The file is finished (rotated and drained, or deleted): emit pending partials as they
         are."""
-        pending = sorted((p for p in (self._stdout, self._stderr) if p.parts),
-                         key=lambda p: p.start)
-        out = [(p.ts, self._clean(b"".join(p.parts)), p.stream) for p in pending]
-        for p in pending:
-            p.parts.clear()
+        out: list[Entry] = []
+        for p in sorted((self._stdout, self._stderr), key=lambda p: p.start):
+            if p.discarding:
+                self._stop_discarding(p)  # its head is shipped: nothing pending
+            elif p.parts:
+                self._ship(p, out)
         return out
 
     def _parse_cri(self, lines: list[bytes], plain: bool, out: list[Entry]) -> None:
@@ -165,7 +176,7 @@ class FileParser:
                 else:
                     append((ts, self._clean(msg), stream))
             elif tag == b"P" or tag[:2] == b"P:":
-                self._add_part(partial, ts, msg, i)
+                self._add_part(partial, ts, msg, i, out)
             else:
                 self._unparsable(line, out)
         self.counts.blank += blank
@@ -181,7 +192,7 @@ class FileParser:
                 continue
             msg, full, partial, ts = record
             if not full:
-                self._add_part(partial, ts, msg, i)
+                self._add_part(partial, ts, msg, i, out)
             elif partial.parts:
                 self._complete(partial, msg, out)
             else:
@@ -235,27 +246,49 @@ class FileParser:
                 log.encode("utf-8", "surrogatepass"), full,
                 self._stdout if stream == "stdout" else self._stderr, ts)
 
-    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int) -> None:
+    def _add_part(self, partial: _Partial, ts: int, msg: bytes, index: int,
+                  out: list[Entry]) -> None:
+        if partial.discarding:
+            self.counts.discarded += len(msg)
+            return
         if not partial.parts:
             partial.ts, partial.index, partial.size = ts, index, 0
-        if partial.size <= self._max:  # bounded: later parts are consumed but not kept
-            partial.parts.append(msg)
-            partial.size += len(msg)
+        partial.parts.append(msg)
+        partial.size += len(msg)
+        if partial.size > self._max:
+            # Longer than any line can be shipped: ship its head (truncated) now, so that the
+            # commit offset passes it. A line whose last part never comes must not pin the file
+            # (every restart would send all that follows again); the rest of it is dropped.
+            self._ship(partial, out)
+            partial.parts.append(b"")  # the marker
+            partial.discarding = True
 
     def _complete(self, partial: _Partial, last: bytes, out: list[Entry]) -> None:
-        if partial.size <= self._max:
-            partial.parts.append(last)
+        if partial.discarding:  # the last part of a line whose head is shipped
+            self.counts.discarded += len(last)
+            self._stop_discarding(partial)
+            return
+        partial.parts.append(last)
+        self._ship(partial, out)
+
+    def _stop_discarding(self, partial: _Partial) -> None:
+        partial.parts.clear()
+        partial.discarding = False
+
+    def _ship(self, partial: _Partial, out: list[Entry]) -> None:
         line = b"".join(partial.parts)
         partial.parts.clear()
         out.append((partial.ts, self._clean(line), partial.stream))
 
     def _unparsable(self, line: bytes, out: list[Entry]) -> None:
         self.counts.unparsable += 1
+        self.bad_sample = line[:SAMPLE_BYTES]
         out.append((self._now_ns(), self._clean(line), self._stdout.stream))
 
     def _clean(self, line: bytes) -> bytes:
         """Cut to max_line_bytes at a character boundary and replace invalid UTF-8."""
         cap = self._max
+        raw = line
         truncated = len(line) > cap
         if truncated:
             line = line[: _char_boundary(line, cap)]
@@ -264,12 +297,14 @@ class FileParser:
                 line.decode()
             except UnicodeDecodeError:
                 self.counts.invalid_utf8 += 1
+                self.bad_sample = raw[:SAMPLE_BYTES]
                 line = line.decode(errors="replace").encode()
                 if len(line) > cap:  # each replacement takes 3 bytes where 1-3 were
                     truncated = True
                     line = line[: _char_boundary(line, cap)]
         if truncated:
             self.counts.truncated += 1
+            self.bad_sample = raw[:SAMPLE_BYTES]
         return line
 
     def _timestamp(self, t: bytes) -> int | None:

@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    """A deliberately small HTTP/1.1 server: GET only, one request per connection."""
+    """A deliberately small HTTP/1.1 server: GET only, one request per connection. `healthy`
+    and `ready` say whether /healthz and /ready answer 200, and why not."""
 
-    def __init__(self, listen: str, metrics: Metrics,
-                 ready: Callable[[], tuple[bool, str]]) -> None:
+    def __init__(self, listen: str, metrics: Metrics, ready: Callable[[], tuple[bool, str]],
+                 healthy: Callable[[], tuple[bool, str]]) -> None:
         self._listen = listen
         self._metrics = metrics
         self._ready = ready
+        self._healthy = healthy
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -50,7 +52,16 @@ class HealthServer:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             method, target = head.split(b" ", 2)[:2]
-            status, ctype, body = self._route(method.decode(), target.decode().split("?")[0])
+            verb, path = method.decode(), target.decode().split("?")[0]
+            try:
+                status, ctype, body = self._route(verb, path)
+            except Exception as exc:
+                # Each request runs on its own: a failing one must not take the probes' server
+                # down, nor fail silently.
+                log.error("request failed; answering 500", exc_info=exc,
+                          extra={"target": path[:200]})
+                self._metrics.task_failures.labels("server").inc()
+                status, ctype, body = "500 Internal Server Error", "text/plain", b"failed\n"
             writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                          + (body if method != b"HEAD" else b""))
@@ -67,7 +78,9 @@ class HealthServer:
         if path == "/metrics":
             return "200 OK", CONTENT_TYPE, self._metrics.exposition()
         if path == "/healthz":
-            return "200 OK", "text/plain", b"ok\n"
+            ok, why = self._healthy()
+            status = "200 OK" if ok else "500 Internal Server Error"
+            return status, "text/plain", (why + "\n").encode()
         if path == "/ready":
             ok, why = self._ready()
             status = "200 OK" if ok else "503 Service Unavailable"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -13,10 +14,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
+from shipper.badlines import BadLineWarnings
 from shipper.config import InputsConfig
 from shipper.enrich import Enricher, FileStreams
 from shipper.frame import ENVELOPE, LineFramer, Lines
 from shipper.kube.pod_path import PathMeta, link_chain, parse_log_path
+from shipper.logfile import OpenFailed, open_log
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
 from shipper.parse import FileParser, ParseCounts
@@ -99,10 +102,6 @@ def _file_id(st: os.stat_result) -> FileId:
     return FileId(st.st_dev, st.st_ino)
 
 
-class OpenFailed(Exception):
-    """The path exists but cannot be opened (e.g. permission denied)."""
-
-
 class Tailer:
     """Follows one path (a /var/log/containers link or any matched file). A renamed file is read
     to its end through its open descriptor before its successor; a deleted one is drained, then
@@ -118,17 +117,14 @@ class Tailer:
         self._wake = asyncio.Event()
         self._missing_since: float | None = None
         self._poll = min(FIRST_POLL, ctx.poll_interval)  # s until the next look without inotify
+        self._warnings = BadLineWarnings(path, ctx.clock)  # for the path, across rotations
         self.done = False  # no file left to read: the path is gone
 
     def open(self) -> None:
         """Open the current file, after any rotated predecessor still to be read: those the
         saved positions know with unread bytes, and generations newer than them that were
         rotated away while the agent was down. Raises OpenFailed or OSError."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except PermissionError as exc:
-            raise OpenFailed(exc.strerror) from None
-        st = os.fstat(fd)
+        fd, st = open_log(self.path)
         current = _file_id(st)
         resume = self._ctx.resume
         known = [(path, sib, offset) for path, sib in self._siblings()
@@ -143,15 +139,16 @@ class Tailer:
         self._add(fd, current, self.path, offset if offset <= st.st_size else 0)
 
     def _siblings(self) -> list[tuple[str, os.stat_result]]:
-        """Rotated generations beside the file (0.log.<stamp>, not yet compressed), oldest
-        first."""
+        """Rotated generations beside the file (0.log.<stamp>, not yet compressed, regular
+        files only), oldest first."""
         directory, name = os.path.split(self.realpath)
         found = []
         try:
             for entry in os.scandir(directory):
                 if entry.name.startswith(name + ".") and not entry.name.endswith(".gz"):
                     with contextlib.suppress(OSError):
-                        found.append((entry.path, entry.stat()))
+                        if stat.S_ISREG((st := entry.stat()).st_mode):
+                            found.append((entry.path, st))
         except OSError:
             return []
         return sorted(found, key=lambda sibling: sibling[1].st_mtime)
@@ -168,12 +165,11 @@ class Tailer:
 
     def _open_rotated(self, path: str, offset: int) -> None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
+            fd, st = open_log(path)
+        except (OpenFailed, OSError) as exc:
             log.error("cannot open rotated file; its unread lines are lost",
-                      extra={"path": path, "error": exc.strerror})
+                      extra={"path": path, "error": str(exc)})
             return
-        st = os.fstat(fd)
         opened = self._add(fd, _file_id(st), path, offset)
         opened.rotated_at = self._ctx.clock()
         self._ctx.rotation.open += 1
@@ -184,15 +180,19 @@ class Tailer:
         streams = self._current_streams()
         parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
         frame = LineFramer(self._ctx.config.max_line_bytes + ENVELOPE, offset)
-        process = FileProcess(self._ctx.sink, self._ctx.pipeline, self._ctx.metrics,
-                              self._ctx.clock)
-        process.retarget(streams)
+        process = self._process(streams)
         opened = _OpenFile(fd, file, path, frame, parser, streams, process,
                            size=self._ctx.metrics.file_bytes.labels(path))
         self._ctx.sink.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
         self._files.append(opened)
         return opened
+
+    def _process(self, streams: FileStreams) -> FileProcess:
+        process = FileProcess(self._ctx.sink, self._ctx.pipeline, self._ctx.metrics,
+                              self._ctx.clock)
+        process.retarget(streams)
+        return process
 
     def notice(self) -> None:
         """Look at the path now, even while reading is held back by a slow Loki: a successor
@@ -206,7 +206,8 @@ class Tailer:
         self._wake.set()
 
     async def run(self, once: bool = False) -> None:
-        """Read until the path is gone (or, with once, until everything is at EOF)."""
+        """Read until the path is gone (or, with once, until everything is at EOF). After an
+        exception the files stay open, for `rewind` and a new run."""
         try:
             if self._ctx.gate is not None:
                 await self._ctx.gate.wait(self._meta)
@@ -214,7 +215,7 @@ class Tailer:
                 self._wake.clear()  # before reading: a wake-up during the pass is not lost
                 await self._drain()
                 if once:
-                    return
+                    break
                 if self._wake.is_set():
                     continue
                 rotated_pending = len(self._files) > 1 or self._missing_since is not None
@@ -229,9 +230,20 @@ class Tailer:
                 # A new file is looked at 0.5, 1, 2... s after opening, then every poll_interval:
                 # writes may land before inotify watches its directory.
                 self._poll = min(self._poll * 2, self._ctx.poll_interval)
-        finally:
-            if once or not self.done:
-                self.close()
+        except asyncio.CancelledError:
+            self.close()  # shutting down
+            raise
+        if once:
+            self.close()
+
+    def rewind(self, acked: Callable[[FileId], int | None]) -> None:
+        """After a failure, before running again: read each open file again from its
+        acknowledged offset, as what was read since may never have reached the sink. Lines
+        may be sent twice; none is lost, and a renamed or deleted file is still read through
+        its descriptor."""
+        for f in self._files:
+            f.process = self._process(f.streams)  # what its stages kept back is read again
+            self._restart(f, acked(f.file) or 0)
 
     def close(self) -> None:
         """Release descriptors without finishing: positions keep the acknowledged offsets.
@@ -252,6 +264,8 @@ class Tailer:
                 self._finish(f)
         if self._files:
             await self._check_path(self._files[-1])
+        else:
+            self.done = True  # every file finished, and no successor could be opened
 
     async def _check_path(self, current: _OpenFile) -> None:
         try:
@@ -283,10 +297,12 @@ class Tailer:
         current.rotated_at = ctx.clock()
         ctx.rotation.open += 1
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return  # gone again: the next pass treats the path as missing
-        successor = _file_id(os.fstat(fd))
+            fd, st = open_log(self.path)
+        except (OpenFailed, OSError):
+            # Gone again, or not a regular file: once the renamed file is drained, the tailer
+            # ends (see _drain) and discovery looks at the path afresh (and reports it).
+            return
+        successor = _file_id(st)
         self._open_unseen_generations(after=os.fstat(current.fd).st_mtime, current=successor)
         self._add(fd, successor, self.path, 0)
         while ctx.rotation.exceeded and len(self._files) > 1:
@@ -307,13 +323,18 @@ class Tailer:
 
     def _truncated(self, f: _OpenFile) -> None:
         log.warning("file truncated; reading again from the start", extra={"path": f.path})
-        f.process.flush(force=True)
-        os.lseek(f.fd, 0, os.SEEK_SET)
-        f.frame.restart(0)
+        f.process.flush(force=True)  # its lines were the file's before the truncation
+        self._restart(f, 0)
+
+    def _restart(self, f: _OpenFile, offset: int) -> None:
+        """Read `f` on from `offset` with nothing pending: a new parser, and a new track in
+        positions (tickets of the old one still settle, and are ignored)."""
+        os.lseek(f.fd, offset, os.SEEK_SET)
+        f.frame.restart(offset)
         f.parser = FileParser(self._ctx.config.max_line_bytes, f.streams.stdout,
                               f.streams.stderr)
         f.counts = ParseCounts()
-        self._ctx.sink.open(f.file, f.path, 0)
+        self._ctx.sink.open(f.file, f.path, offset)
 
     def _finish(self, f: _OpenFile) -> None:
         """No more bytes will come: emit the last (unterminated or partial) line and let go."""
@@ -415,5 +436,10 @@ class Tailer:
             m.lines_truncated.inc(now.truncated - before.truncated)
         if now.invalid_utf8 != before.invalid_utf8:
             m.lines_invalid_utf8.inc(now.invalid_utf8 - before.invalid_utf8)
+        if now.discarded != before.discarded:
+            m.partial_bytes_discarded.inc(now.discarded - before.discarded)
+        self._warnings.count(now.unparsable - before.unparsable,
+                             now.invalid_utf8 - before.invalid_utf8,
+                             now.truncated - before.truncated, f.parser.bad_sample)
         f.counts = ParseCounts(now.lines, now.unparsable, now.truncated, now.invalid_utf8,
-                               now.blank)
+                               now.blank, now.discarded)

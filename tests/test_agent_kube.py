@@ -38,9 +38,7 @@ async def shipped(agent: Agent, receiver: LokiReceiver, *, entries: int, exclude
 def kube_config(root: Path, receiver: LokiReceiver, kube: FakeKube, *,
                 kubernetes: dict[str, object] | None = None, **labels: object) -> Config:
     return make_config(root, receiver.url,
-                       kubernetes={"enabled": "true", "node_name": NODE,
-                                   "kubeconfig": kube.kubeconfig(root / "kubeconfig"),
-                                   **(kubernetes or {})},
+                       kubernetes={**kube.agent_section(root, NODE), **(kubernetes or {})},
                        labels=labels or {})
 
 

@@ -61,7 +61,8 @@ def test_compiled_and_pure_parsers_agree(lines: list[bytes], cut: int, cap: int)
         first = b"".join(line + b"\n" for line in lines[:cut])
         a = parser.parse(first, 0)
         b = parser.parse(data[len(first):], len(first))
-        results.append((a, b, parser.flush(), dataclasses.astuple(parser.counts)))
+        results.append((a, b, parser.flush(), dataclasses.astuple(parser.counts),
+                        parser.bad_sample))
     assert results[0] == results[1]
 
 

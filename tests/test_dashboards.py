@@ -419,9 +419,9 @@ def test_the_tokenizer_refuses_what_it_cannot_read() -> None:
         names_in('rate({namespace="a"[5m])')
 
 
-# -- README.md: every metric documented, every suggested alert well named ------------------
+# -- docs/observability.md: every metric documented, every suggested alert well named ---------
 
-DOC = Path(__file__).parent.parent / "README.md"
+DOC = Path(__file__).parent.parent / "docs" / "observability.md"
 # Not the agent's: the NotReady alert reads the DaemonSet's status from kube-state-metrics.
 KUBE_STATE = {"kube_daemonset_status_number_unavailable": {"namespace", "daemonset"}}
 

@@ -8,15 +8,8 @@ import pytest
 
 from shipper.kube.pod_cache import PodCache, PodMeta
 from shipper.kube.pod_path import PathMeta
+from tests.support.clock import Clock
 from tests.support.fake_kube import make_pod
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def meta_of(pod: dict[str, Any]) -> PodMeta:

@@ -15,17 +15,10 @@ from shipper.config import ConfigError, KubernetesConfig
 from shipper.kube.pod_cache import PodCache
 from shipper.kube.watch import EXPIRE_INTERVAL, MAX_BACKOFF, MIN_BACKOFF, PodWatcher
 from shipper.metrics import Metrics
+from tests.support.clock import Clock
 from tests.support.fake_kube import FakeKube, make_pod
 
 NODE = "node-a"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Harness:

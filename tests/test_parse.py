@@ -302,14 +302,56 @@ def test_truncation_cuts_at_a_character_boundary_and_counts_once() -> None:
     assert p.counts.truncated == 2
 
 
-def test_joined_partials_are_truncated_once_and_later_parts_still_consumed() -> None:
+def test_a_partial_line_past_the_limit_ships_its_head_at_once_and_the_commit_passes_it(
+        ) -> None:
     p = parser(max_line_bytes=50)
-    chunks = [cri(b"%02d-456789" % i, tag=b"P") for i in range(200)] + [cri(b"end")]
+    chunks = [cri(b"%02d-456789" % i, tag=b"P") for i in range(200)] + [cri(b"end"), cri(b"next")]
     entries, commits = run(p, chunks)
-    # parts are kept while under the limit: six of nine bytes, cut to 50
-    assert entries == [(T_NS, b"".join(b"%02d-456789" % i for i in range(6))[:50], OUT)]
-    assert commits[-1] == sum(map(len, chunks)) and commits[-2] == 0
-    assert p.counts.truncated == 1 and p.counts.lines == 201
+    # parts are joined until past the limit (six of nine bytes), and that head is cut to 50
+    head = b"".join(b"%02d-456789" % i for i in range(6))[:50]
+    assert entries == [(T_NS, head, OUT), (T_NS, b"next", OUT)]
+    ends = list(itertools.accumulate(map(len, chunks)))
+    assert commits[:5] == [0] * 5  # pending until its head is shipped...
+    assert commits[5:] == ends[5:]  # ...then nothing of it holds the commit back
+    assert p.counts.truncated == 1 and p.counts.lines == 202
+    later = sum(len(b"%02d-456789" % i) for i in range(6, 200)) + len(b"end")
+    assert p.counts.discarded == later  # the parts after the head, up to the last
+    assert p.flush() == []
+
+
+def test_docker_records_without_newline_past_the_limit_ship_their_head_and_drop_the_rest(
+        ) -> None:
+    p = parser(max_line_bytes=20)
+    records = [docker("a" * 15, "stderr"), docker("b" * 15, "stderr"), docker("c" * 15, "stderr"),
+               docker("d\n", "stderr"), docker("after\n", "stderr")]
+    entries, commits = run(p, records)
+    assert entries == [(T_NS, b"a" * 15 + b"b" * 5, ERR), (T_NS, b"after", ERR)]
+    ends = list(itertools.accumulate(map(len, records)))
+    assert commits == [0, *ends[1:]]  # pending only until the second record ships its head
+    assert p.counts.truncated == 1 and p.counts.discarded == 15 + 1
+
+
+def test_a_dropped_line_on_one_stream_leaves_the_other_streams_join_and_commit_alone() -> None:
+    p = parser(max_line_bytes=10)
+    overlong, pending = cri(b"o" * 11, tag=b"P"), cri(b"e1", b"stderr", b"P")
+    out, commit = p.parse(overlong + pending, 0)
+    assert out == [(T_NS, b"o" * 10, OUT)]
+    assert commit == len(overlong)  # held where the stderr part starts, not at the stdout one
+    rest = cri(b"more", tag=b"P") + cri(b"e2", b"stderr") + cri(b"tail") + cri(b"new")
+    out, commit = p.parse(rest, commit + len(pending))
+    assert out == [(T_NS, b"e1e2", ERR), (T_NS, b"new", OUT)]
+    assert commit == len(overlong + pending + rest)
+    assert p.counts.discarded == len(b"moretail")
+
+
+def test_a_restart_inside_a_dropped_line_reads_its_rest_as_a_line_of_its_own() -> None:
+    first = parser(max_line_bytes=10)
+    head = cri(b"0123456789ab", tag=b"P")
+    out, commit = first.parse(head, 0)
+    assert out == [(T_NS, b"0123456789", OUT)] and commit == len(head)
+    again = parser(max_line_bytes=10)  # resumes at the commit, knowing nothing of the line
+    out, _ = again.parse(cri(b"cd", tag=b"P") + cri(b"ef"), commit)
+    assert out == [(T_NS, b"cdef", OUT)]
 
 
 def test_each_joined_line_has_the_whole_limit_to_itself() -> None:
@@ -322,16 +364,17 @@ def test_each_joined_line_has_the_whole_limit_to_itself() -> None:
 def test_the_partial_buffer_stays_bounded_while_parts_keep_coming() -> None:
     p = parser(max_line_bytes=1024)
     part = cri(b"x" * 10_000, tag=b"P")
+    shipped: list[Entry] = []
     tracemalloc.start()
     try:
         held = tracemalloc.get_traced_memory()[0]
         for i in range(200):
-            p.parse(part, i * len(part))
+            shipped += p.parse(part, i * len(part))[0]
         held = tracemalloc.get_traced_memory()[0] - held
     finally:
         tracemalloc.stop()
     assert held < 50_000  # two 10 kB parts at most, not 200
-    assert p.flush() == [(T_NS, b"x" * 1024, OUT)]
+    assert shipped == [(T_NS, b"x" * 1024, OUT)] and p.flush() == []
 
 
 def test_invalid_bytes_that_grow_when_replaced_are_still_cut_to_the_limit() -> None:
@@ -340,6 +383,21 @@ def test_invalid_bytes_that_grow_when_replaced_are_still_cut_to_the_limit() -> N
     assert out == [(T_NS, "\ufffd\ufffd".encode(), OUT), (NOW, "\ufffd\ufffd".encode(),
                                                                 OUT)]
     assert p.counts.truncated == 2 and p.counts.invalid_utf8 == 2
+
+
+def test_the_head_of_the_last_bad_line_is_kept_as_a_sample() -> None:
+    p = parser(max_line_bytes=100)
+    p.parse(cri(b"fine"), 0)
+    assert p.bad_sample == b""
+    junk = b"\x00junk " + b"j" * 200
+    p.parse(junk + b"\n", 0)
+    assert p.bad_sample == junk[:80]  # unparsable: the raw line
+    p.parse(cri(b"bad \xff utf8"), 0)
+    assert p.bad_sample == b"bad \xff utf8"  # invalid UTF-8: the message as read
+    p.parse(cri(b"L" * 150), 0)
+    assert p.bad_sample == b"L" * 80  # truncated
+    p.parse(cri(b"fine again"), 0)
+    assert p.bad_sample == b"L" * 80  # until the next bad line
 
 
 def test_blank_lines_are_skipped_and_counted() -> None:

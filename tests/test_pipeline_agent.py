@@ -84,9 +84,7 @@ def test_an_annotated_pod_gets_its_parser_within_one_watch_event(tmp_path: Path)
     manifest = make_pod("api-0", "shop", "node-a", uid=pod.uid, containers=("api",))
     with FakeKube() as kube, LokiReceiver() as receiver:
         kube.add_pod(manifest)
-        config = make_config(tmp_path, receiver.url, kubernetes={
-            "enabled": "true", "node_name": "node-a",
-            "kubeconfig": kube.kubeconfig(tmp_path / "kubeconfig")})
+        config = make_config(tmp_path, receiver.url, kubernetes=kube.agent_section(tmp_path))
 
         async def scenario() -> None:
             async with running(config) as agent:

@@ -160,6 +160,11 @@ class FakeKube:
         Path(path).write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
         return str(path)
 
+    def agent_section(self, root: Path, node: str = "node-a") -> dict[str, str]:
+        """The agent's `kubernetes:` config for this server, its kubeconfig under root."""
+        return {"enabled": "true", "node_name": node,
+                "kubeconfig": self.kubeconfig(root / "kubeconfig")}
+
     # -- pods ------------------------------------------------------------------------------
 
     @property
