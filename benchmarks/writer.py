@@ -32,8 +32,6 @@ class FileCounts:
 class WriterReport:
     rate: float  # lines per second achieved over the run (the lines that end the run excluded)
     slowest_second: int  # the fewest lines written in one whole second of the run
-    lines: int
-    seconds: float
     cpu_s: float  # the writer processes' CPU
     processes: int
 
@@ -79,7 +77,7 @@ class RateWriter:
             cpu += child_cpu
         whole = [per_second[s] for s in range(int(seconds))]
         return WriterReport(rate=lines / seconds, slowest_second=min(whole, default=lines),
-                            lines=lines, seconds=seconds, cpu_s=cpu, processes=self.processes)
+                            cpu_s=cpu, processes=self.processes)
 
     def _share(self, k: int) -> list[LogFile]:
         return self.workload.files[k::self.processes]
