@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shipper.model import FileId, Stream, Ticket
 from shipper.pipeline.config import Condition, read_condition, read_stage
-from shipper.pipeline.filters import DropSpec, WhenSpec, compile_condition
+from shipper.pipeline.filters import DropSpec, WhenSpec, compile_condition, finder
 from shipper.pipeline.record import Env, Record, StreamInfo
 
 NOW_NS = 1_700_000_000 * 10**9
@@ -61,3 +63,16 @@ def test_when_applies_a_stage_only_where_its_condition_holds() -> None:
     assert guarded.apply(record("noise", team="b"), env)  # not team a: the drop is skipped
     assert not guarded.apply(record("noise", team="a"), env)
     assert guarded.apply(record("signal", team="a"), env)
+
+
+_PATTERN_PARTS = st.sampled_from(["a", "b", "{", " ", "\\{", "\\.", ".", "^", "[ab]", "a|b",
+                                  "\\n", "x*", "(?i)", "é", "\\\\", "/"])
+
+
+@given(st.lists(_PATTERN_PARTS, max_size=5).map("".join), st.text("ab{ .\n\\/éAB", max_size=12))
+def test_a_finder_agrees_with_re_search(pattern: str, text: str) -> None:
+    try:
+        expected = re.search(pattern, text) is not None
+    except re.error:  # e.g. a quantifier with nothing to repeat: the config reader refuses it
+        return
+    assert finder(pattern)(text) is expected

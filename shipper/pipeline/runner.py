@@ -106,14 +106,15 @@ class Output:
     placements: list[tuple[Ticket, list[Entry]]] = field(default_factory=list)
 
     def add(self, pipeline: StreamPipeline, records: list[Record]) -> None:
-        by_ticket: dict[int, list[Entry]] = {}
-        for record in records:
-            ticket = record.ticket
-            entries = by_ticket.get(id(ticket))
-            if entries is None:
-                entries = by_ticket[id(ticket)] = []
-                self.placements.append((ticket, entries))
-            entries.append(pipeline.entry(record))
+        """Records in file order: each run of one ticket is one placement (a group released
+        from an earlier read comes before this read's records)."""
+        entry = pipeline.entry
+        start = 0
+        for end in range(1, len(records) + 1):
+            if end == len(records) or records[end].ticket is not records[start].ticket:
+                self.placements.append(
+                    (records[start].ticket, [entry(r) for r in records[start:end]]))
+                start = end
 
 
 class FilePipeline:
