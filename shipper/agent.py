@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 # What becomes of a long-running task that ends with an unexpected exception
 # (docs/observability.md, "When a task fails"). Both restart it with backoff; an essential
 # task that keeps failing is given up, so that /healthz fails and kubelet restarts the
-# container: the node depends on it, and
-# positions make a restart lossless. A contained one only ever holds back part of the work
-# (one file, or pod metadata), which must never restart the agent of every file.
+# container: the node depends on it, and positions make a restart lossless. A contained one
+# only ever holds back part of the work (one file, or pod metadata), which must never restart
+# the agent of every file.
 ESSENTIAL = Policy(give_up_after=5)
 CONTAINED = Policy()
 
