@@ -216,9 +216,11 @@ class Agent:
             self.metrics.entries_excluded.inc(dropped)
 
     async def _save_positions(self) -> None:
+        """At most one write per write_interval, and none while no offset moves."""
         while True:
-            await asyncio.sleep(self.config.positions.write_interval)
+            await self.positions.changed()
             await self.positions.save()  # written in a thread: a slow disk delays only this loop
+            await asyncio.sleep(self.config.positions.write_interval)
 
     # -- discovery -----------------------------------------------------------------------------
 
