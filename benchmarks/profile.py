@@ -126,7 +126,7 @@ def profile_py_spy(args: argparse.Namespace) -> str:
         what = sample(root, raw, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    # The helper threads (watchfiles' worker, the positions writer) wait in calls py-spy does
+    # The helper threads (the positions writer's) wait in calls py-spy does
     # not always take for idle: /proc shows them at ~0 CPU while py-spy gives them 10-40% of
     # its samples. The shares below are of the event loop thread's samples.
     _, _, every = own_time_from_raw(raw)

@@ -18,12 +18,14 @@ from shipper.enrich import Enricher
 from shipper.logfile import OpenFailed
 from shipper.metrics import Metrics
 from shipper.model import Entry
+from shipper.notify import Notifier
 from shipper.pipeline.compile import Pipeline
 from shipper.positions import Positions
 from shipper.server import HealthServer
 from shipper.sink import Sink
 from shipper.supervise import Policy, Supervisor, Unrecoverable
 from shipper.tail import Resume, RotationBudget, TailContext, Tailer
+from shipper.ticker import Ticker
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,6 +44,10 @@ log = logging.getLogger(__name__)
 # the agent of every file.
 ESSENTIAL = Policy(give_up_after=5)
 CONTAINED = Policy()
+
+# How often a file being written is read again. At 25,000 lines/s over 50 files, each read
+# then carries ~125 lines instead of one per write(); a line waits at most this long more.
+READ_TICK = 0.25  # s
 
 
 class Pusher(Protocol):
@@ -84,6 +90,7 @@ class Agent:
         self.batcher = Batcher(config.batch, self.flow, self.positions)
         self.pusher = self._pusher(out)
         self.discoverer = Discoverer(config.inputs)
+        self.notifier = Notifier()
         self.supervisor = Supervisor(self.metrics)
         self._in_flight: Batch | None = None  # being pushed: pushed again if delivery fails
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
@@ -98,8 +105,7 @@ class Agent:
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
-                                self.pipeline, self.gate,
-                                poll_interval=config.inputs.rescan_interval)
+                                self.notifier, Ticker(READ_TICK), self.pipeline, self.gate)
         self.server = HealthServer(config.server.listen, self.metrics, self.ready,
                                    self.supervisor.health)
         self.started = False
@@ -149,14 +155,16 @@ class Agent:
         log.info("started", extra={"paths": list(self.config.inputs.paths),
                                    "dry_run": self.config.dry_run})
         try:
+            if not self.once:
+                self.notifier.start()  # before the first scan: its tailers arm their files
             self._rescan()
             self._resume.first_scan_done()
             if self.once:
                 await asyncio.gather(*self._tailer_tasks)
             else:
                 background.append(supervise("discover", functools.partial(
-                    self.discoverer.watch, self._watched_dirs, self._on_change, self._rescan),
-                    ESSENTIAL))
+                    self.discoverer.watch, self.notifier, self._watched_dirs, self._on_change,
+                    self._rescan), ESSENTIAL))
                 await stop.wait()
                 log.info("stopping: no more reading; pushing what is batched")
         finally:
@@ -171,6 +179,7 @@ class Agent:
         await asyncio.gather(*background, *self._tailer_tasks, return_exceptions=True)
         for tailer in tailers:
             tailer.close()  # one cancelled while waiting to restart still holds its files
+        self.notifier.close()
         self.batcher.close()
         try:
             await asyncio.wait_for(deliver, self.config.shutdown.deadline)
@@ -216,9 +225,11 @@ class Agent:
             self.metrics.entries_excluded.inc(dropped)
 
     async def _save_positions(self) -> None:
+        """At most one write per write_interval, and none while no offset moves."""
         while True:
-            await asyncio.sleep(self.config.positions.write_interval)
+            await self.positions.changed()
             await self.positions.save()  # written in a thread: a slow disk delays only this loop
+            await asyncio.sleep(self.config.positions.write_interval)
 
     # -- discovery -----------------------------------------------------------------------------
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import glob
-import logging
 import os
 from collections.abc import Callable, Iterable
 
-import watchfiles
-
 from shipper.config import InputsConfig
-
-log = logging.getLogger(__name__)
+from shipper.notify import Notifier
 
 
 def _existing(directory: str) -> str:
@@ -51,37 +47,24 @@ class Discoverer:
         ancestor until it exists (its creation is then noticed too)."""
         return {_existing(static_root(p)) for p in self._config.paths}
 
-    async def watch(self, extra_dirs: Callable[[], Iterable[str]],
+    async def watch(self, notifier: Notifier, extra_dirs: Callable[[], Iterable[str]],
                     on_change: Callable[[set[str]], None],
                     rescan: Callable[[], None]) -> None:
-        """Forever: report changed paths to on_change (inotify via watchfiles), and call rescan
-        when something appears in a glob root, or every inputs.rescan_interval regardless."""
+        """Forever: call rescan every inputs.rescan_interval, and at once when something
+        appears in a glob root (or inotify lost events); report what appears, moves and goes
+        in the glob roots and in `extra_dirs` to on_change."""
         interval = self._config.rescan_interval
         loop = asyncio.get_running_loop()
         while True:
             rescan()
-            last_rescan = loop.time()
-            dirs = {d for d in (*self.roots(), *extra_dirs()) if os.path.isdir(d)}
-            stop = asyncio.Event()
-            try:
-                async for changes in watchfiles.awatch(
-                        *sorted(dirs), watch_filter=None, recursive=False, stop_event=stop,
-                        debounce=200, step=500, rust_timeout=int(interval * 1000),
-                        yield_on_timeout=True, ignore_permission_denied=True):
-                    paths = {path for _, path in changes}
-                    if paths:
-                        on_change(paths)
-                    roots = self.roots()
-                    if (loop.time() - last_rescan >= interval
-                            or any(os.path.dirname(p) in roots for p in paths)):
-                        rescan()
-                        last_rescan = loop.time()
-                    wanted = {d for d in (*roots, *extra_dirs()) if os.path.isdir(d)}
-                    if wanted != dirs:
-                        break  # the set of directories changed: watch the new set
-            except (OSError, RuntimeError) as exc:
-                log.warning("inotify watch failed; relying on the periodic rescan",
-                            extra={"error": str(exc)})
-                await asyncio.sleep(interval)
-            finally:
-                stop.set()
+            next_rescan = loop.time() + interval
+            roots = self.roots()
+            notifier.watch_dirs(d for d in (*roots, *extra_dirs()) if os.path.isdir(d))
+            while (left := next_rescan - loop.time()) > 0:
+                paths = await notifier.changes(left)
+                if paths is None:
+                    break  # events were lost: look at everything
+                if paths:
+                    on_change(paths)
+                    if any(os.path.dirname(p) in roots for p in paths):
+                        break  # a new file (or a new root) appeared

@@ -58,5 +58,5 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("watchfiles", "httpx", "httpcore"):  # per-event chatter below warning
+    for noisy in ("httpx", "httpcore"):  # per-event chatter below warning
         logging.getLogger(noisy).setLevel(logging.WARNING)

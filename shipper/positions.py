@@ -39,6 +39,9 @@ class Positions:
         self._tracks: dict[FileId, _Track] = {}
         self._saved: dict[FileId, tuple[str, int]] = {}  # what the file on disk holds
         self._writing: asyncio.Task[bool] | None = None  # the one write in flight
+        # Set when an offset moves (or a file comes or goes): the periodic saver waits for it
+        # instead of comparing a snapshot of every file with the last one each write_interval.
+        self._dirty = asyncio.Event()
         self.write_error: str | None = None  # last write failure, for /ready
 
     # -- loading -------------------------------------------------------------------------------
@@ -74,6 +77,7 @@ class Positions:
         acked = self._metrics.file_acked_bytes.labels(path)
         self._tracks[file] = _Track(path, offset, acked)
         acked.set(offset)
+        self._dirty.set()
 
     # The ticket protocol: the only code that changes a Ticket. A reader issues one per chunk,
     # in file order; whatever keeps entries of the chunk (a batch, an open multiline group)
@@ -105,10 +109,12 @@ class Positions:
         track = self._tracks.get(file)
         if track is None:
             return  # given up (max_rotated_files): nothing to commit any more
-        tickets = track.tickets
+        tickets, offset = track.tickets, track.offset
         while tickets and tickets[0].settled:
             track.offset = tickets.popleft().end
-        track.acked.set(track.offset)
+        if track.offset != offset:
+            track.acked.set(track.offset)
+            self._dirty.set()
         if track.finished and not tickets:
             self._forget(file)
 
@@ -123,6 +129,7 @@ class Positions:
 
     def _forget(self, file: FileId) -> None:
         track = self._tracks.pop(file)
+        self._dirty.set()
         # A rotated file shares its path with its successor: keep the successor's series.
         if all(other.path != track.path for other in self._tracks.values()):
             self._metrics.forget_file(track.path)
@@ -136,6 +143,10 @@ class Positions:
     def snapshot(self) -> dict[FileId, tuple[str, int]]:
         return {f: (t.path, t.offset) for f, t in self._tracks.items()}
 
+    async def changed(self) -> None:
+        """Until something changed since the last save began (or the last write failed)."""
+        await self._dirty.wait()
+
     async def save(self) -> bool:
         """Save the offsets if they changed: the snapshot is taken here, on the loop; the write
         runs in a worker thread, so that a slow disk stalls no tailer and no push. Returns
@@ -147,6 +158,7 @@ class Positions:
             return True
         while self._writing is not None:
             await asyncio.shield(self._writing)
+        self._dirty.clear()  # a change from here on is in a later save
         state = self.snapshot()
         if state == self._saved:
             return True
@@ -165,6 +177,7 @@ class Positions:
                 log.error("cannot write positions; will retry, shipping continues",
                           extra={"path": str(path), "error": exc.strerror or str(exc)})
             self.write_error = exc.strerror or str(exc)
+            self._dirty.set()  # retried at the next write_interval
             return False
         finally:
             self._writing = None

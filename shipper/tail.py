@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
@@ -22,10 +23,12 @@ from shipper.kube.pod_path import PathMeta, link_chain, parse_log_path
 from shipper.logfile import OpenFailed, open_log
 from shipper.metrics import Metrics
 from shipper.model import Entry, FileId
+from shipper.notify import Notifier
 from shipper.parse import FileParser, ParseCounts
 from shipper.pipeline.compile import Pipeline
 from shipper.process import FileProcess
 from shipper.sink import Reservation, Sink
+from shipper.ticker import Ticker
 
 if TYPE_CHECKING:
     from shipper.kube.gate import MetadataGate
@@ -33,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROTATION_GRACE = 1.0  # s a renamed file stays open after EOF: the runtime may still be writing
-FIRST_POLL = 0.5  # s: a new file's first look without inotify, doubling up to poll_interval
 
 
 class RotationBudget:
@@ -78,9 +80,10 @@ class TailContext:
     metrics: Metrics
     resume: Resume
     rotation: RotationBudget
+    notifier: Notifier  # an idle file's next write wakes its tailer
+    ticker: Ticker  # when a busy file is read again
     pipeline: Pipeline | None = None  # the configured stages, compiled once
     gate: MetadataGate | None = None  # with the Kubernetes API: no read before the metadata
-    poll_interval: float = 10.0  # s between checks when no inotify event arrives
     clock: Callable[[], float] = time.monotonic
 
 
@@ -95,6 +98,7 @@ class _OpenFile:
     process: FileProcess  # hands entries to the sink, through the file's stages if any
     size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
     rotated_at: float | None = None  # clock() when a successor took its path
+    watch: int | None = None  # its inotify watch while armed: until its next write
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
 
 
@@ -116,7 +120,6 @@ class Tailer:
         self._files: list[_OpenFile] = []  # rotated ones first, the current one last
         self._wake = asyncio.Event()
         self._missing_since: float | None = None
-        self._poll = min(FIRST_POLL, ctx.poll_interval)  # s until the next look without inotify
         self._warnings = BadLineWarnings(path, ctx.clock)  # for the path, across rotations
         self.done = False  # no file left to read: the path is gone
 
@@ -196,11 +199,15 @@ class Tailer:
 
     def notice(self) -> None:
         """Look at the path now, even while reading is held back by a slow Loki: a successor
-        must be opened before kubelet rotates (and compresses) it in turn."""
-        if self._files and self._files[-1].rotated_at is None:
+        must be opened before kubelet rotates (and compresses) it in turn. A file that grew
+        is read (the safety net behind inotify, and all there is without it)."""
+        if self._files and (current := self._files[-1]).rotated_at is None:
             with contextlib.suppress(OSError):
-                if _file_id(os.stat(self.path)) != self._files[-1].file:
-                    self._rotated(self._files[-1])
+                st = os.stat(self.path)
+                if _file_id(st) != current.file:
+                    self._rotated(current)
+                elif st.st_size != current.frame.offset:
+                    self.wake()
 
     def wake(self) -> None:
         self._wake.set()
@@ -211,30 +218,50 @@ class Tailer:
         try:
             if self._ctx.gate is not None:
                 await self._ctx.gate.wait(self._meta)
+            busy = False
             while not self.done:
                 self._wake.clear()  # before reading: a wake-up during the pass is not lost
-                await self._drain()
-                if once:
+                was_busy = busy
+                if not was_busy and not once:
+                    self._arm()  # before reading too: no write after the read goes unnoticed
+                busy = await self._drain()
+                if once or self.done:
                     break
-                if self._wake.is_set():
+                if busy:  # read again at the next tick, however many writes land meanwhile
+                    await self._ctx.ticker.wait()
                     continue
-                rotated_pending = len(self._files) > 1 or self._missing_since is not None
-                timeout = ROTATION_GRACE if rotated_pending else self._poll
+                if was_busy:
+                    continue  # at the end for now: arm the files and look once more
+                # Renamed files (first in the list) are let go ROTATION_GRACE after their end.
+                rotated = bool(self._files) and self._files[0].rotated_at is not None
+                timeout = ROTATION_GRACE if rotated or self._missing_since is not None else None
                 due = [d for f in self._files if (d := f.process.deadline) is not None]
                 if due:  # a multiline group to ship once its max_wait has passed
-                    timeout = max(0.0, min(timeout, min(due) - self._ctx.clock()))
-                # asyncio.timeout, not wait_for: no extra task per wait (measured per wake-up)
+                    left = max(0.0, min(due) - self._ctx.clock())
+                    timeout = left if timeout is None else min(timeout, left)
+                # Woken by a write (or a rotation, or a rescan that saw the file grow): read
+                # with the busy files at the next tick.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
-                # A new file is looked at 0.5, 1, 2... s after opening, then every poll_interval:
-                # writes may land before inotify watches its directory.
-                self._poll = min(self._poll * 2, self._ctx.poll_interval)
+                        await self._ctx.ticker.wait()
         except asyncio.CancelledError:
             self.close()  # shutting down
             raise
         if once:
             self.close()
+
+    def _arm(self) -> None:
+        """Have each open file's next write wake this tailer (those inotify cannot watch are
+        looked at by each rescan)."""
+        notifier = self._ctx.notifier
+        for f in self._files:
+            if f.watch is None:
+                f.watch = notifier.arm(f.fd, functools.partial(self._fired, f))
+
+    def _fired(self, f: _OpenFile) -> None:
+        f.watch = None  # a one-shot watch: the kernel removed it
+        self.wake()
 
     def rewind(self, acked: Callable[[FileId], int | None]) -> None:
         """After a failure, before running again: read each open file again from its
@@ -253,10 +280,14 @@ class Tailer:
             self._close(f)
         self._files.clear()
 
-    async def _drain(self) -> None:
-        """One pass: every open file to EOF, oldest first; then look at the path."""
+    async def _drain(self) -> bool:
+        """One pass: every open file to EOF, oldest first; then look at the path. Returns
+        whether anything was read."""
+        read = False
         for f in list(self._files):
+            offset = f.frame.offset
             await self._read_to_eof(f)
+            read = read or f.frame.offset != offset
             if f not in self._files:
                 continue  # abandoned meanwhile (max_rotated_files): its descriptor is closed
             f.process.flush(force=False)
@@ -266,6 +297,7 @@ class Tailer:
             await self._check_path(self._files[-1])
         else:
             self.done = True  # every file finished, and no successor could be opened
+        return read
 
     async def _check_path(self, current: _OpenFile) -> None:
         try:
@@ -353,6 +385,9 @@ class Tailer:
         self._ctx.sink.finish(f.file)
 
     def _close(self, f: _OpenFile) -> None:
+        if f.watch is not None:
+            self._ctx.notifier.disarm(f.watch)
+            f.watch = None
         os.close(f.fd)
         self._ctx.metrics.files_active.dec()
 

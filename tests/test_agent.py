@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
+import logging
 import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
+import shipper.notify
 from shipper.model import FileId
+from shipper.positions import Positions
+from shipper.tail import Tailer
 from tests.support.agent import (
     config_dict,
     make_config,
@@ -178,3 +185,103 @@ def test_a_new_file_is_picked_up_by_inotify_within_a_second(tmp_path: Path) -> N
     with LokiReceiver() as receiver:
         took = asyncio.run(scenario(receiver))
     assert took < 1.5, f"picked up after {took:.2f}s"  # 1 s to notice, plus one push
+
+
+def test_an_idle_file_is_read_at_its_next_write_and_a_busy_one_per_tick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rescan is set to a minute here: only the file's own inotify watch explains a prompt
+    read. Written one write() per line, it is read once per tick, not once per write."""
+    pod = PodLog(tmp_path, "shop", "app-0", "app")
+    pod.line("before")
+    reads: list[int] = []
+    read_chunk = Tailer._read_chunk
+
+    def counted(self: Tailer, *args: Any) -> bool:
+        reads.append(1)
+        return read_chunk(self, *args)
+
+    monkeypatch.setattr(Tailer, "_read_chunk", counted)
+
+    async def scenario(receiver: LokiReceiver) -> float:
+        config = make_config(tmp_path, receiver.url, inputs={"rescan_interval": "60s"},
+                             batch={"size": 1, "timeout": "10s"})
+        async with running(config):
+            await until(lambda: len(receiver.entries) == 1)
+            await asyncio.sleep(0.3)  # idle since: its next write is watched
+            written = time.monotonic()
+            pod.line("after a pause")
+            await until(lambda: len(receiver.entries) == 2, timeout=5)
+            took = time.monotonic() - written
+            reads.clear()
+            for n in range(200):  # ~1 s of single-line writes
+                pod.line(f"busy {n}")
+                await asyncio.sleep(0.005)
+            await until(lambda: len(receiver.entries) == 202)
+            return took
+
+    with LokiReceiver() as receiver:
+        took = asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert_exactly_once(entries, pod.written)
+    assert took < 1.0, f"read {took:.2f}s after the write"  # one tick, plus one push
+    assert len(reads) <= 4 * 2 + 4, f"{len(reads)} reads for 200 writes in ~1 s"
+
+
+def test_idle_files_wake_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty files read to their end: no pass over any of them (a poll each was 20 wake-ups a
+    second at 200 files), and no positions write, through two rescans."""
+    pods = [PodLog(tmp_path, "idle", f"app-{n}", "app") for n in range(20)]
+    for pod in pods:
+        pod.line("the only line")
+    passes: list[str] = []
+    drain, save = Tailer._drain, Positions.save
+
+    async def counted_drain(self: Tailer) -> bool:
+        passes.append(self.path)
+        return await drain(self)
+
+    async def counted_save(self: Positions) -> bool:
+        passes.append("positions")
+        return await save(self)
+
+    monkeypatch.setattr(Tailer, "_drain", counted_drain)
+    monkeypatch.setattr(Positions, "save", counted_save)
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        async with running(make_config(tmp_path, receiver.url)):
+            await until(lambda: len(receiver.entries) == 20)
+            await asyncio.sleep(0.5)  # the last passes and positions write (every 100 ms here)
+            passes.clear()
+            await asyncio.sleep(1.2)  # more than two rescans (500 ms)
+            assert passes == []
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
+
+
+def test_without_inotify_the_rescans_find_and_read_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def no_more_instances(**_: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(shipper.notify, "INotify", no_more_instances)
+    old = PodLog(tmp_path, "shop", "old-0", "app")
+    old.line("first")
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        async with running(make_config(tmp_path, receiver.url)):  # a rescan every 500 ms
+            await until(lambda: len(receiver.entries) == 1)
+            old.line("second")
+            new = PodLog(tmp_path, "shop", "new-0", "app")
+            new.line("third")
+            old.rotate()
+            old.line("fourth")
+            await until(lambda: len(receiver.entries) == 4, timeout=5)
+
+    with LokiReceiver() as receiver, caplog.at_level(logging.WARNING):
+        asyncio.run(scenario(receiver))
+        entries = receiver.entries
+    assert sorted(lines_of(entries)) == ["first", "fourth", "second", "third"]
+    assert [r.getMessage() for r in caplog.records if r.name == "shipper.notify"] == [
+        "inotify unavailable (fs.inotify.max_user_instances reached)"]

@@ -143,3 +143,28 @@ def test_writes_leave_the_loop_free_one_at_a_time_newest_last(
 
     asyncio.run(scenario())
     assert Positions(str(path), Metrics()).load() == {FILE: ("a", 20)}
+
+
+def test_the_saver_is_woken_only_by_a_moved_offset(tmp_path: Path) -> None:
+    positions = Positions(str(tmp_path / "p.json"), Metrics())
+    positions.open(FILE, "a", 0)
+
+    async def changed(within: float) -> bool:
+        try:
+            await asyncio.wait_for(positions.changed(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    async def scenario() -> None:
+        assert await changed(1)  # a new file
+        assert await positions.save()
+        assert not await changed(0.05)  # nothing since that save: nothing to wake for
+        ticket = positions.issue(FILE, 10)
+        positions.hold(ticket)
+        positions.seal(ticket)
+        assert not await changed(0.05)  # read, not yet acknowledged: the offset stays
+        positions.release(ticket)
+        assert await changed(1)
+
+    asyncio.run(scenario())
