@@ -72,6 +72,7 @@ class Agent:
         self.once = once
         self.metrics = Metrics(node=config.kubernetes.node_name)
         self.positions = Positions(config.positions.path, self.metrics)
+        self.metrics.per_file.read_from(self._file_sizes, self.positions.acked)
         self.pods: PodCache | None = None
         self.watcher: PodWatcher | None = None
         self.gate: MetadataGate | None = None
@@ -265,6 +266,9 @@ class Agent:
             self._tailer_tasks.add(task)
             task.add_done_callback(functools.partial(self._tailer_done, real))
         self._unreadable = unreadable  # a path gone (or readable) since is forgotten
+
+    def _file_sizes(self) -> list[tuple[str, int]]:
+        return [size for tailer in self.tailers.values() for size in tailer.sizes()]
 
     def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
         self._tailer_tasks.discard(task)

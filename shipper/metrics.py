@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -14,7 +13,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from shipper import __version__
 
@@ -22,12 +21,15 @@ from shipper import __version__
 # version=1.0.0 since 0.22 (UTF-8 names), which its own server only sends when negotiated.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# (path, bytes) per open file, read at each scrape.
+PerFile = Callable[[], Iterable[tuple[str, int]]]
+
 
 class Metrics:
     """Every metric the agent exports. Named on Promtail's model so existing alerts port.
 
     Cardinality is bounded: hot counters carry no per-line, per-file or per-pod label; only the
-    per-file size/acknowledged gauges carry `path`, and they are removed when the file goes."""
+    per-file size/acknowledged gauges carry `path`, and they go with the file (PerFileGauges)."""
 
     def __init__(self, node: str = "") -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
@@ -36,12 +38,8 @@ class Metrics:
         self.read_bytes = Counter("shipper_read_bytes", "Bytes read from log files.", registry=r)
         self.read_lines = Counter("shipper_read_lines", "Raw lines read from log files.",
                                   registry=r)
-        self.file_bytes = Gauge("shipper_file_bytes", "Size of each active file.", ["path"],
-                                registry=r)
-        self.file_acked_bytes = Gauge(
-            "shipper_file_acked_bytes",
-            "Offset up to which each active file is acknowledged by Loki (lag = size - this).",
-            ["path"], registry=r)
+        self.per_file = PerFileGauges()  # shipper_file_bytes, shipper_file_acked_bytes
+        r.register(self.per_file)
         self.files_active = Gauge("shipper_files_active", "Files open for reading.", registry=r)
         self.file_errors = Counter("shipper_file_errors", "Files that could not be read.",
                                    ["reason"], registry=r)
@@ -118,11 +116,41 @@ class Metrics:
         """The registry in Prometheus' text format, without the `_created` series."""
         return generate_latest(_WithoutCreated(self.registry))
 
-    def forget_file(self, path: str) -> None:
-        """Remove a closed file's series, so dashboards never show stale lag."""
-        for gauge in (self.file_bytes, self.file_acked_bytes):
-            with contextlib.suppress(KeyError):  # older prometheus-client raise if absent
-                gauge.remove(path)
+
+def _none() -> Iterable[tuple[str, int]]:
+    return ()
+
+
+class PerFileGauges:
+    """shipper_file_bytes and shipper_file_acked_bytes, read from the tailers and positions at
+    each scrape: a file gone is gone from /metrics, never stale. Read, not kept: a labelled
+    gauge child per file cost ~0.7 KiB (2,000 files: 2.6 MiB of the 64). One series per
+    path: a rotated file shares its path with its successor, and the last pair given wins."""
+
+    def __init__(self) -> None:
+        self._sizes: PerFile = _none
+        self._acked: PerFile = _none
+
+    def read_from(self, sizes: PerFile, acked: PerFile) -> None:
+        self._sizes = sizes
+        self._acked = acked
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(_none, _none)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(self._sizes, self._acked)
+
+    @staticmethod
+    def _families(sizes: PerFile, acked: PerFile) -> Iterator[Metric]:
+        for name, help_text, per_file in (
+                ("shipper_file_bytes", "Size of each active file.", sizes),
+                ("shipper_file_acked_bytes", "Offset up to which each active file is "
+                 "acknowledged by Loki (lag = size - this).", acked)):
+            family = GaugeMetricFamily(name, help_text, labels=["path"])
+            for path, value in dict(per_file()).items():
+                family.add_metric([path], value)
+            yield family
 
 
 class _WithoutCreated:

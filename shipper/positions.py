@@ -8,10 +8,9 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from prometheus_client import Gauge
 
 from shipper.metrics import Metrics
 from shipper.model import FileId, Ticket
@@ -25,7 +24,6 @@ VERSION = 1  # bump when the file format changes; a newer file is moved aside, n
 class _Track:
     path: str  # for humans and metrics; the key is the file's identity
     offset: int  # acknowledged: every byte before it was delivered or dropped on purpose
-    acked: Gauge  # this file's shipper_file_acked_bytes child (labels() is costly per call)
     tickets: deque[Ticket] = field(default_factory=deque)  # in file order, not yet settled
     finished: bool = False  # the tailer is done with the file: forget it once all settled
 
@@ -74,9 +72,7 @@ class Positions:
 
     def open(self, file: FileId, path: str, offset: int) -> None:
         """A tailer starts (or resumes) reading `file` at `offset`."""
-        acked = self._metrics.file_acked_bytes.labels(path)
-        self._tracks[file] = _Track(path, offset, acked)
-        acked.set(offset)
+        self._tracks[file] = _Track(path, offset)
         self._dirty.set()
 
     # The ticket protocol: the only code that changes a Ticket. A reader issues one per chunk,
@@ -113,7 +109,6 @@ class Positions:
         while tickets and tickets[0].settled:
             track.offset = tickets.popleft().end
         if track.offset != offset:
-            track.acked.set(track.offset)
             self._dirty.set()
         if track.finished and not tickets:
             self._forget(file)
@@ -128,15 +123,17 @@ class Positions:
             self._forget(file)
 
     def _forget(self, file: FileId) -> None:
-        track = self._tracks.pop(file)
+        del self._tracks[file]
         self._dirty.set()
-        # A rotated file shares its path with its successor: keep the successor's series.
-        if all(other.path != track.path for other in self._tracks.values()):
-            self._metrics.forget_file(track.path)
 
     def offset(self, file: FileId) -> int | None:
         track = self._tracks.get(file)
         return None if track is None else track.offset
+
+    def acked(self) -> Iterator[tuple[str, int]]:
+        """(path, acknowledged offset) of each tracked file, oldest first: a rotated file's
+        successor comes after it."""
+        return ((t.path, t.offset) for t in self._tracks.values())
 
     # -- saving --------------------------------------------------------------------------------
 

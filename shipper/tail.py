@@ -9,11 +9,9 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from prometheus_client import Gauge
 
 from shipper.badlines import BadLineWarnings
 from shipper.config import InputsConfig
@@ -96,7 +94,7 @@ class _OpenFile:
     parser: FileParser  # tags each line with the Stream it goes to
     streams: FileStreams  # what the parser's tags were taken from
     process: FileProcess  # hands entries to the sink, through the file's stages if any
-    size: Gauge  # its shipper_file_bytes child (labels() is costly per call)
+    size: int = 0  # at the last look, for shipper_file_bytes
     rotated_at: float | None = None  # clock() when a successor took its path
     watch: int | None = None  # its inotify watch while armed: until its next write
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
@@ -184,8 +182,7 @@ class Tailer:
         parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
         frame = LineFramer(self._ctx.config.max_line_bytes + ENVELOPE, offset)
         process = self._process(streams)
-        opened = _OpenFile(fd, file, path, frame, parser, streams, process,
-                           size=self._ctx.metrics.file_bytes.labels(path))
+        opened = _OpenFile(fd, file, path, frame, parser, streams, process)
         self._ctx.sink.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
         self._files.append(opened)
@@ -211,6 +208,10 @@ class Tailer:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def sizes(self) -> Iterator[tuple[str, int]]:
+        """(path, size at the last look) of each open file, the current one last."""
+        return ((f.path, f.size) for f in self._files)
 
     async def run(self, once: bool = False) -> None:
         """Read until the path is gone (or, with once, until everything is at EOF). After an
@@ -305,7 +306,7 @@ class Tailer:
         except OSError:
             st = None
         cur = os.fstat(current.fd)
-        current.size.set(cur.st_size)
+        current.size = cur.st_size
         if st is None:
             # Renamed with no successor yet, or deleted: a deleted file (no links left) is
             # drained and done; otherwise give the successor one rescan interval to appear.

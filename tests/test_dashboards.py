@@ -62,6 +62,7 @@ def emitted_metrics() -> dict[str, set[str]]:
     m = Metrics(node="node-1")
     labels = {next(iter(w.describe())).name: set(w._labelnames)  # no public label-name accessor
               for w in vars(m).values() if isinstance(w, MetricWrapperBase)}
+    labels |= {family.name: {"path"} for family in m.per_file.describe()}
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
                 "summary": ("_count", "_sum", ""), "gauge": ("",), "info": ("_info",)}
     names: dict[str, set[str]] = {}

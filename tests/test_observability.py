@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shipper.agent import Agent
 from shipper.logs import JsonFormatter
+from shipper.metrics import Metrics
 from tests.support.agent import (
     config_dict,
     make_config,
@@ -219,6 +220,21 @@ def test_a_deleted_files_series_disappear(tmp_path: Path) -> None:
         s = asyncio.run(scenario(receiver))
     for gauge in ("shipper_file_bytes", "shipper_file_acked_bytes"):
         assert s.series(gauge) == [{"path": str(staying.link)}], gauge
+
+
+def test_per_file_series_are_read_at_each_scrape_one_per_path() -> None:
+    sizes = [("/c/a.log", 100), ("/c/b.log", 7)]
+    acked = [("/c/a.log", 900), ("/c/b.log", 7), ("/c/a.log", 40)]  # a's rotated file first
+    metrics = Metrics()
+    metrics.per_file.read_from(lambda: sizes, lambda: acked)
+    s = Scrape(metrics.exposition().decode())
+    assert s.value("shipper_file_bytes", path="/c/a.log") == 100
+    assert s.value("shipper_file_acked_bytes", path="/c/a.log") == 40  # the successor's
+    sizes.pop()
+    acked[:] = acked[:1]
+    s = Scrape(metrics.exposition().decode())
+    assert s.series("shipper_file_bytes") == [{"path": "/c/a.log"}]
+    assert s.value("shipper_file_acked_bytes", path="/c/a.log") == 900
 
 
 def test_own_logs_are_json_lines_per_event_without_secrets(tmp_path: Path) -> None:
