@@ -95,7 +95,7 @@ class Agent:
         self.supervisor = Supervisor(self.metrics)
         self._in_flight: Batch | None = None  # being pushed: pushed again if delivery fails
         self.tailers: dict[str, Tailer] = {}  # by real path: two links to one file tail it once
-        self._tailer_tasks: set[asyncio.Task[None]] = set()
+        self._tailer_tasks: dict[asyncio.Task[None], str] = {}  # -> its tailer's real path
         # Paths that could not be opened at the last rescan, and why: each is logged and
         # counted once (again if the reason changes), and retried quietly at each rescan.
         self._unreadable: dict[str, str] = {}
@@ -106,7 +106,8 @@ class Agent:
         self._ctx = TailContext(config.inputs, self.enricher,
                                 Sink(self.flow, self.batcher, self.positions), self.metrics,
                                 self._resume, RotationBudget(config.inputs.max_rotated_files),
-                                self.notifier, Ticker(READ_TICK), self.pipeline, self.gate)
+                                self.notifier, Ticker(READ_TICK), once, self.pipeline,
+                                self.gate)
         self.server = HealthServer(config.server.listen, self.metrics, self.ready,
                                    self.supervisor.health)
         self.started = False
@@ -246,7 +247,7 @@ class Agent:
             real = os.path.realpath(path)
             if real in self.tailers:
                 continue
-            tailer = Tailer(path, self._ctx)
+            tailer = Tailer(path, real, self._ctx)
             try:
                 tailer.open()
             except FileNotFoundError:
@@ -260,19 +261,18 @@ class Agent:
                               extra={"path": path, "reason": reason, "error": str(exc)})
                 continue
             self.tailers[real] = tailer
-            task = self.supervisor.start(
-                f"tail {path}", functools.partial(tailer.run, self.once), CONTAINED, kind="tail",
-                before_restart=functools.partial(tailer.rewind, self.positions.offset))
-            self._tailer_tasks.add(task)
-            task.add_done_callback(functools.partial(self._tailer_done, real))
+            # Bound methods, not partials: ~0.4 KiB less a file.
+            task = self.supervisor.start(f"tail {path}", tailer.run, CONTAINED, kind="tail",
+                                         before_restart=tailer.rewind)
+            self._tailer_tasks[task] = real
+            task.add_done_callback(self._tailer_done)
         self._unreadable = unreadable  # a path gone (or readable) since is forgotten
 
     def _file_sizes(self) -> list[tuple[str, int]]:
         return [size for tailer in self.tailers.values() for size in tailer.sizes()]
 
-    def _tailer_done(self, real: str, task: asyncio.Task[None]) -> None:
-        self._tailer_tasks.discard(task)
-        self.tailers.pop(real, None)
+    def _tailer_done(self, task: asyncio.Task[None]) -> None:
+        self.tailers.pop(self._tailer_tasks.pop(task), None)
 
     def _watched_dirs(self) -> set[str]:
         return {os.path.dirname(t.realpath) for t in self.tailers.values()}

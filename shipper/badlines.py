@@ -16,6 +16,9 @@ class BadLineWarnings:
     counts since the last warning and the head of the last bad line. The metrics count every
     line; this says where to look."""
 
+    __slots__ = ("_clock", "_interval", "_invalid_utf8", "_path", "_truncated", "_unparsable",
+                 "_warned_at")
+
     def __init__(self, path: str, clock: Callable[[], float],
                  interval: float = WARN_INTERVAL) -> None:
         self._path = path

@@ -44,6 +44,8 @@ class FileProcess:
     ticket of the read they came from, so the file's position cannot pass them until they
     are placed: hold before placing, release after."""
 
+    __slots__ = ("_clock", "_compiler", "_metrics", "_sink", "_stages", "_waiting", "delay")
+
     def __init__(self, sink: Sink, pipeline: Pipeline | None, metrics: Metrics,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._sink = sink

@@ -32,6 +32,10 @@ class Sink:
         """A reader starts (or restarts, after truncation) `file` at `offset`."""
         self._positions.open(file, path, offset)
 
+    def acked(self, file: FileId) -> int | None:
+        """Where `file` is acknowledged up to (None: not tracked)."""
+        return self._positions.offset(file)
+
     def finish(self, file: FileId) -> None:
         """The reader is done with `file`: forget it once its tickets settle."""
         self._positions.finish(file)

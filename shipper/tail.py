@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import stat
@@ -26,7 +25,7 @@ from shipper.parse import FileParser, ParseCounts
 from shipper.pipeline.compile import Pipeline
 from shipper.process import FileProcess
 from shipper.sink import Reservation, Sink
-from shipper.ticker import Ticker
+from shipper.ticker import Ticker, Wakeup
 
 if TYPE_CHECKING:
     from shipper.kube.gate import MetadataGate
@@ -80,6 +79,7 @@ class TailContext:
     rotation: RotationBudget
     notifier: Notifier  # an idle file's next write wakes its tailer
     ticker: Ticker  # when a busy file is read again
+    once: bool = False  # read every file to its end, then stop (run --once)
     pipeline: Pipeline | None = None  # the configured stages, compiled once
     gate: MetadataGate | None = None  # with the Kubernetes API: no read before the metadata
     clock: Callable[[], float] = time.monotonic
@@ -87,6 +87,7 @@ class TailContext:
 
 @dataclass(slots=True)
 class _OpenFile:
+    tailer: Tailer
     fd: int
     file: FileId
     path: str  # the name it was opened under, for humans
@@ -99,6 +100,11 @@ class _OpenFile:
     watch: int | None = None  # its inotify watch while armed: until its next write
     counts: ParseCounts = field(default_factory=ParseCounts)  # last seen, for metric deltas
 
+    def fired(self) -> None:
+        """Its one-shot inotify watch saw a write (and the kernel removed it)."""
+        self.watch = None
+        self.tailer.wake()
+
 
 def _file_id(st: os.stat_result) -> FileId:
     return FileId(st.st_dev, st.st_ino)
@@ -109,14 +115,18 @@ class Tailer:
     to its end through its open descriptor before its successor; a deleted one is drained, then
     closed; truncation restarts at 0. Positions start from what was saved."""
 
-    def __init__(self, path: str, ctx: TailContext) -> None:
+    # One per file, thousands on a busy node: no __dict__.
+    __slots__ = ("_ctx", "_files", "_meta", "_missing_since", "_streams", "_wake", "_warnings",
+                 "done", "path", "realpath")
+
+    def __init__(self, path: str, realpath: str, ctx: TailContext) -> None:
         self.path = path
-        self.realpath = os.path.realpath(path)
+        self.realpath = realpath  # os.path.realpath(path), as the agent keys its tailers
         self._ctx = ctx
-        self._meta: PathMeta | None = parse_log_path(*link_chain(path), self.realpath)
+        self._meta: PathMeta | None = parse_log_path(*link_chain(path), realpath)
         self._streams: FileStreams | None = None
         self._files: list[_OpenFile] = []  # rotated ones first, the current one last
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._missing_since: float | None = None
         self._warnings = BadLineWarnings(path, ctx.clock)  # for the path, across rotations
         self.done = False  # no file left to read: the path is gone
@@ -182,7 +192,7 @@ class Tailer:
         parser = FileParser(self._ctx.config.max_line_bytes, streams.stdout, streams.stderr)
         frame = LineFramer(self._ctx.config.max_line_bytes + ENVELOPE, offset)
         process = self._process(streams)
-        opened = _OpenFile(fd, file, path, frame, parser, streams, process)
+        opened = _OpenFile(self, fd, file, path, frame, parser, streams, process)
         self._ctx.sink.open(file, path, offset)
         self._ctx.metrics.files_active.inc()
         self._files.append(opened)
@@ -213,9 +223,10 @@ class Tailer:
         """(path, size at the last look) of each open file, the current one last."""
         return ((f.path, f.size) for f in self._files)
 
-    async def run(self, once: bool = False) -> None:
-        """Read until the path is gone (or, with once, until everything is at EOF). After an
-        exception the files stay open, for `rewind` and a new run."""
+    async def run(self) -> None:
+        """Read until the path is gone (or, with ctx.once, until everything is at EOF). After
+        an exception the files stay open, for `rewind` and a new run."""
+        once = self._ctx.once
         try:
             if self._ctx.gate is not None:
                 await self._ctx.gate.wait(self._meta)
@@ -258,20 +269,16 @@ class Tailer:
         notifier = self._ctx.notifier
         for f in self._files:
             if f.watch is None:
-                f.watch = notifier.arm(f.fd, functools.partial(self._fired, f))
+                f.watch = notifier.arm(f.fd, f.fired)
 
-    def _fired(self, f: _OpenFile) -> None:
-        f.watch = None  # a one-shot watch: the kernel removed it
-        self.wake()
-
-    def rewind(self, acked: Callable[[FileId], int | None]) -> None:
+    def rewind(self) -> None:
         """After a failure, before running again: read each open file again from its
         acknowledged offset, as what was read since may never have reached the sink. Lines
         may be sent twice; none is lost, and a renamed or deleted file is still read through
         its descriptor."""
         for f in self._files:
             f.process = self._process(f.streams)  # what its stages kept back is read again
-            self._restart(f, acked(f.file) or 0)
+            self._restart(f, self._ctx.sink.acked(f.file) or 0)
 
     def close(self) -> None:
         """Release descriptors without finishing: positions keep the acknowledged offsets.

@@ -1,4 +1,5 @@
-"""Tail stage: when busy files are read again, together, on one timer."""
+"""Tail stage: when a tailer reads again: at its file's next write, or, for busy files,
+together at the next tick of one timer."""
 
 from __future__ import annotations
 
@@ -27,3 +28,32 @@ class Ticker:
         if (tick := self._next) is not None:
             self._next = None
             tick.set()
+
+
+class Wakeup:
+    """asyncio.Event for one waiter, a tailer's own task: without the Event's deque of waiters,
+    0.7 KiB a tailer (1.4 MiB at 2,000 files)."""
+
+    __slots__ = ("_waiter", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.is_set = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.is_set = False
+
+    async def wait(self) -> None:
+        """Until set (at once if it is)."""
+        if self.is_set:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
