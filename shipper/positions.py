@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,9 @@ VERSION = 1  # bump when the file format changes; a newer file is moved aside, n
 class _Track:
     path: str  # for humans and metrics; the key is the file's identity
     offset: int  # acknowledged: every byte before it was delivered or dropped on purpose
-    tickets: deque[Ticket] = field(default_factory=deque)  # in file order, not yet settled
+    # In file order, not yet settled. A list: an empty deque costs 0.7 KiB (1.4 MiB at 2,000
+    # files), and the few tickets a file has out are taken off its front all at once.
+    tickets: list[Ticket] = field(default_factory=list)
     finished: bool = False  # the tailer is done with the file: forget it once all settled
 
 
@@ -106,8 +107,12 @@ class Positions:
         if track is None:
             return  # given up (max_rotated_files): nothing to commit any more
         tickets, offset = track.tickets, track.offset
-        while tickets and tickets[0].settled:
-            track.offset = tickets.popleft().end
+        settled = 0
+        while settled < len(tickets) and tickets[settled].settled:
+            settled += 1
+        if settled:
+            track.offset = tickets[settled - 1].end
+            del tickets[:settled]
         if track.offset != offset:
             self._dirty.set()
         if track.finished and not tickets:
