@@ -36,8 +36,10 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-# varint(n) for n < 61036 = (10**9 >> 14) + 1: the high part of any nanos value, and small lengths.
-_VARINT = tuple(_varint(n) for n in range((_NS >> 14) + 1))
+# varint(n) for n < 2**14: small lengths, and the high part (nanos >> 14) of a nanos value
+# below 2**28. Above that the high part is two more pieces of these tables: a table of every
+# high part, up to 10**9 >> 14, held 61,036 bytes objects, 2.4 MiB of the agent's memory.
+_VARINT = tuple(_varint(n) for n in range(_TABLE))
 # The low 14 bits of a nanos value of at least 2**14, as the first two bytes of its varint.
 _LOW14 = tuple(bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(_TABLE))
 # Tag and length of a field-2 bytes value (EntryAdapter.line, StreamAdapter.entries); an empty
@@ -107,14 +109,21 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
             prefixes = _second_prefixes(base // _NS)
             fixed = len(prefixes[0]) + 2 + len(metadata)
         if nanos >= 16_384:  # nearly always: nanos takes 3 to 5 varint bytes
-            high = varint[nanos >> 14]
+            high = nanos >> 14
             size = len(line)
             try:
                 header = field2[size]
-                length = fixed + len(high) + len(header) + size
-                first = field2[length]
-                extend((first, prefixes[len(high) - 1], low14[nanos & 0x3FFF], high, header,
-                        line, metadata))
+                if high < 16_384:  # 3 or 4 bytes
+                    top = varint[high]
+                    length = fixed + len(top) + len(header) + size
+                    first = field2[length]
+                    extend((first, prefixes[len(top) - 1], low14[nanos & 0x3FFF], top, header,
+                            line, metadata))
+                else:  # 5 bytes: the high part as its low 14 bits, then the rest (1 to 3)
+                    length = fixed + 3 + len(header) + size
+                    first = field2[length]
+                    extend((first, prefixes[2], low14[nanos & 0x3FFF], low14[high & 0x3FFF],
+                            varint[high >> 14], header, line, metadata))
                 total += len(first) + length
                 continue
             except IndexError:  # a line or entry of 16 KiB or more: beyond the tables
