@@ -90,7 +90,8 @@ def _convert(source: str, path: str) -> int:
     0: everything mapped; 1: something did not; 2: not such a config."""
     from pathlib import Path
 
-    from shipper.convert import NotCollector, convert_otelcol
+    from shipper.convert.otelcol import convert_otelcol
+    from shipper.convert.source import NotCollector
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

@@ -61,7 +61,8 @@ def _read(path: str) -> tuple[str, object]:
 
 def _convert(path: str, text: str, env: Mapping[str, str]) -> tuple[dict[str, object],
                                                                       list[Finding], str]:
-    from shipper.convert import NotCollector, convert_otelcol
+    from shipper.convert.otelcol import convert_otelcol
+    from shipper.convert.source import NotCollector
 
     try:
         conversion = convert_otelcol(text, env, name=path)

@@ -3,6 +3,8 @@ converted in memory, and what it could not express comes from the files after it
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,13 @@ exporters: {debug: {}}
     config = load_configs([otel, rules], env={}).config
     assert [(r.match.values, [s.type for s in r.stages]) for r in config.pipeline] == [
         ((("namespace", ("shop",)),), ["json"])]
+
+
+def test_a_shipper_config_leaves_the_collector_converter_unloaded(tmp_path: Path) -> None:
+    """The converter is 0.7 MiB of the agent's memory: loaded only for a Collector config."""
+    path = write(tmp_path, "shipper.yaml", "inputs:\n  paths: [/var/log/containers/*.log]\n")
+    code = ("import sys; from shipper.config_files import load_configs; import shipper.agent; "
+            f"load_configs([{path!r}]); print(sorted(m for m in sys.modules if 'convert.' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['shipper.convert.report', 'shipper.convert.source']"

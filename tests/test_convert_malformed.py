@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shipper.__main__ import main
-from shipper.convert import NotCollector, convert_otelcol
+from shipper.convert.otelcol import convert_otelcol
+from shipper.convert.source import NotCollector
 
 LOKI = "exporters: {loki: {endpoint: 'http://loki:3100/loki/api/v1/push'}}\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shipper.convert import convert_otelcol
+from shipper.convert.otelcol import convert_otelcol
 from tests.support.kubelet import PodLog
 from tests.support.otelcol import behave, collector, convert, fatal, stages, unmapped
 

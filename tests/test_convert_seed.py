@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from shipper.convert import convert_otelcol
+from shipper.convert.otelcol import convert_otelcol
 from tests.support.agent import config_dict, start_subprocess, terminate
 from tests.support.kubelet import PodLog
 from tests.support.loki_receiver import LokiReceiver

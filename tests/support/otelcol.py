@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from shipper.convert import Conversion, convert_otelcol
+from shipper.convert.otelcol import Conversion, convert_otelcol
 from shipper.metrics import Metrics
 from shipper.model import FileId, Stream, Ticket
 from shipper.pipeline.compile import Pipeline, segments
