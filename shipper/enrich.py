@@ -69,7 +69,8 @@ class Enricher:
     def streams(self, meta: PathMeta | None, path: str) -> FileStreams:
         pod = self._lookup(meta)
         values = self._values(meta, pod, path)
-        stdout, stderr = (self._stream(values, name, meta) for name in ("stdout", "stderr"))
+        stdout = self._stream(values, "stdout", meta)
+        stderr = self._stream(values, "stderr", meta, sibling=stdout)
         excluded = pod is not None and meta is not None and pod.excludes(meta.container)
         return FileStreams(stdout, stderr, excluded, pod is not None, self.version,
                            MappingProxyType(values), pod.labels if pod else _EMPTY,
@@ -115,7 +116,10 @@ class Enricher:
                     values[sanitize_label_name(key)] = pod.annotations[key]
         return values
 
-    def _stream(self, values: dict[str, str], stream: str, meta: PathMeta | None) -> Stream:
+    def _stream(self, values: dict[str, str], stream: str, meta: PathMeta | None,
+                sibling: Stream | None = None) -> Stream:
+        """`sibling`: the file's other output's Stream. Their labels are the same unless
+        `stream` is a label (by default it is metadata): then shared, not built twice."""
         values = {**values, "stream": stream}
         label_keys = set(self._config.stream) | ({"filename"} if "filename" in values else set())
         metadata_keys = (set(self._config.structured_metadata)
@@ -124,4 +128,6 @@ class Enricher:
         pairs = tuple(sorted((k, v) for k, v in values.items() if k in label_keys and v))
         metadata = tuple(sorted(
             (k, v) for k, v in values.items() if k in metadata_keys - label_keys and v))
+        if sibling is not None and sibling.label_pairs == pairs:
+            return Stream(sibling.labels, sibling.label_pairs, metadata, origin=meta)
         return Stream(render_labels(pairs), pairs, metadata, origin=meta)

@@ -71,6 +71,9 @@ def test_default_streams_put_pod_node_stream_in_metadata() -> None:
         "node": "node-1", "pod": "api-7d9f8b6c5d-x7k2p", "stream": "stderr"}
     assert streams.shared_key == streams.stdout.labels
     assert not streams.excluded and not streams.enriched
+    # One label set per file, not one per output: thousands of files.
+    assert streams.stderr.labels is streams.stdout.labels
+    assert streams.stderr.label_pairs is streams.stdout.label_pairs
 
 
 def test_stream_as_a_label_splits_stdout_and_stderr() -> None:
