@@ -137,9 +137,21 @@ def encode_push_request(streams: Mapping[str, Sequence[Entry]]) -> bytes:
     return b"".join(out)  # one copy of the whole request
 
 
-def compress(body: bytes) -> bytes:
-    """Snappy block format (not framed), which Loki expects for protobuf pushes."""
-    return bytes(cramjam.snappy.compress_raw(body))
+class Compressor:
+    """Snappy block format (not framed), which Loki expects for protobuf pushes. Compresses into
+    one buffer kept between pushes: a fresh output buffer per push was zeroed by calloc first
+    (the heap reuses freed memory), ~1 instruction a byte of request, 4% of a catch-up's."""
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+
+    def compress(self, body: bytes) -> bytes:
+        need = cramjam.snappy.compress_raw_max_len(body)
+        if len(self._out) < need:
+            self._out = bytearray(need)  # a batch's max_bytes bounds it (~1.2 MiB by default)
+        size = cramjam.snappy.compress_raw_into(body, self._out)
+        with memoryview(self._out) as out:
+            return bytes(out[:size])  # its own copy: a retried body outlives the next push
 
 
-__all__ = ["compress", "encode_push_request"]
+__all__ = ["Compressor", "encode_push_request"]
