@@ -379,6 +379,17 @@ class FileParser:
 
     def _timestamp(self, t: bytes) -> int | None:
         """RFC3339 with 0-9 fraction digits and a 'Z' or +hh:mm zone, to exact ns; None if bad."""
+        end = len(t) - 1
+        if 20 < end <= 29 and t[end] == _Z and t[:20] == self._second:
+            # Docker's usual shape, in the cached second: the digits summed in place, as
+            # _parse_cri does (isdigit and int() were two generic calls, ~1,000 instructions).
+            units = 0  # of the last fraction digit
+            for at in range(20, end):
+                digit = t[at]
+                if not _ZERO <= digit <= _NINE:
+                    return None
+                units = units * 10 + digit - _ZERO
+            return self._second_ns + units * _FRACTION_SCALE[end - 20]
         if t.endswith(b"Z"):
             zone, end = b"", len(t) - 1
         else:
