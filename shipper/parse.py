@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from mypy_extensions import i64
+
 from shipper.model import Entry, Stream
 
 # The cache key of a timestamp's seconds: its first 19 bytes, then "." if a fraction follows, then
@@ -142,6 +144,8 @@ class FileParser:
         # place: no object per field, the fraction's digits summed here rather than by int().
         # Anything else takes _cri_line, which splits the line as before. `plain` says the
         # whole chunk is ASCII and shorter than max_line_bytes: no line needs _clean.
+        # Positions and digits are i64, so mypyc does their arithmetic and comparisons in C
+        # rather than on tagged ints (measured: -670 instructions a line).
         cap = self._max
         scale = _FRACTION_SCALE
         stdout, stderr = self._stdout, self._stderr
@@ -149,22 +153,23 @@ class FileParser:
         lines = blank = parsed = 0
         start = offset  # of the current line
         for line in io.BytesIO(data):
-            size = len(line)
-            end = size - 1 if line[size - 1] == _NL else size  # the last may have no newline
+            size: i64 = len(line)
+            end: i64 = size - 1 if line[size - 1] == _NL else size  # the last: maybe no \n
             lines += 1
             if not end:
                 blank += 1
                 start += size
                 continue
-            at = 20  # past "YYYY-MM-DDTHH:MM:SS."
+            at: i64 = 20  # past "YYYY-MM-DDTHH:MM:SS."
             if at < end and line[at - 1] == _DOT:
                 key = line[:at]
                 if key == self._second or self._remember(key):
-                    fraction = 0
+                    fraction: i64 = 0
+                    digit: i64 = 0
                     while at < end and _ZERO <= (digit := line[at]) <= _NINE:
                         fraction = fraction * 10 + digit - _ZERO
                         at += 1
-                    digits = at - 20
+                    digits: i64 = at - 20
                     # "Z stdout F " or "Z stderr P ": 11 bytes, the message after them
                     if (0 < digits <= 9 and at + 10 <= end and line[at] == _Z
                             and line[at + 1] == _SPACE and line[at + 2] == 115  # b"s"
@@ -180,7 +185,8 @@ class FileParser:
                         else:
                             tag = 0  # neither: _cri_line says why
                         if tag in (_F, _P):
-                            ts = self._second_ns + fraction * scale[digits]
+                            # int: ns since the epoch outgrow i64 in 2262
+                            ts = self._second_ns + int(fraction * scale[digits])
                             msg = line[at + 11:end] if at + 10 < end else b""
                             if tag == _P:
                                 self._add_part(partial, ts, msg, start, out)
