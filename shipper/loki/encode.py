@@ -79,6 +79,19 @@ def _second_prefixes(seconds: int) -> tuple[bytes, ...]:
                  for size in range(3, 6))
 
 
+def _in_time_order(entries: Sequence[Entry]) -> Sequence[Entry]:
+    """The entries in timestamp order: as they are if they already are (nearly always: a
+    stream's lines come from one file, in the order written), else sorted (stably). Compiled,
+    the check costs ~70 instructions an entry less than sorted()'s pass over ordered input with
+    its key calls (measured on a catch-up)."""
+    previous = entries[0][0] if entries else 0
+    for ts, _, _ in entries:
+        if ts < previous:
+            return sorted(entries, key=_BY_TIME)
+        previous = ts
+    return entries
+
+
 def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
     """Append the entries field of one stream to parts, in timestamp order; returns the number
     of bytes appended (so the stream's length prefix needs no join of its own)."""
@@ -91,8 +104,7 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
     base = 0  # first nanosecond of the current second: ts - base is the nanos value
     prefixes = _second_prefixes(0)
     total = 0
-    # Timsort makes one linear pass over ordered input: cheaper than checking the order first.
-    for ts, line, stream in sorted(entries, key=_BY_TIME):
+    for ts, line, stream in _in_time_order(entries):
         if stream is not last_stream:
             last_stream = stream
             key = id(stream)
