@@ -162,8 +162,11 @@ class FileParser:
                 continue
             at: i64 = 20  # past "YYYY-MM-DDTHH:MM:SS."
             if at < end and line[at - 1] == _DOT:
-                key = line[:at]
-                if key == self._second or self._remember(key):
+                # startswith, not a slice and ==: no bytes object a line. A key of another
+                # shape (a zone, no fraction) is another length, so it cannot pass for this one.
+                second = self._second
+                if ((len(second) == 20 and line.startswith(second))
+                        or self._remember(line[:at])):
                     fraction: i64 = 0
                     digit: i64 = 0
                     while at < end and _ZERO <= (digit := line[at]) <= _NINE:
