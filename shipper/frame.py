@@ -42,14 +42,18 @@ class LineFramer:
                 return None
             skipped = self.offset - len(data) + newline - (self.line_start + len(self.tail))
             data, self.skipping = data[newline:], False
-        buf = self.tail + data
-        cut = buf.rfind(b"\n") + 1
+        cut = data.rfind(b"\n") + 1
         if not cut:
-            self.tail = buf
-            if len(buf) > self.cap:  # a line with no end in sight: keep its head only
-                self.tail, self.skipping = buf[:self.cap], True
+            self.tail += data
+            if len(self.tail) > self.cap:  # a line with no end in sight: keep its head only
+                self.tail, self.skipping = self.tail[:self.cap], True
             return None
-        complete, self.tail = (buf, b"") if cut == len(buf) else (buf[:cut], buf[cut:])
+        if cut == len(data) and not self.tail:
+            complete = data
+        else:  # one copy of the chunk (tail + data, then a slice of it, was two)
+            with memoryview(data) as view:
+                complete = b"".join((self.tail, view[:cut]))
+        self.tail = data[cut:]
         start, self.line_start = self.line_start, self.offset - len(self.tail)
         return Lines(complete, start, skipped)
 

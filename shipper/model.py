@@ -69,10 +69,11 @@ class Chunk:
     entries: list[Entry] = field(default_factory=list)
     overhead: int = 0  # estimated encoded bytes per entry beyond its line (timestamp, metadata)
     key: str | None = None  # set when every entry goes to this one stream (the default)
-    line_bytes: int = field(init=False)
+    line_bytes: int = -1  # the entries' line bytes, when the parser counted them (-1: count)
 
     def __post_init__(self) -> None:
-        self.line_bytes = sum(map(len, map(itemgetter(1), self.entries)))  # C speed: hot path
+        if self.line_bytes < 0:  # 400 instructions a line: the parser's count is free
+            self.line_bytes = sum(map(len, map(itemgetter(1), self.entries)))
 
     @property
     def size(self) -> int:

@@ -70,13 +70,14 @@ class FileProcess:
             self._hand_on(before, stages.held(), output, env, None)
 
     def emit(self, ticket: Ticket, entries: list[Entry], streams: FileStreams,
-             reservation: Reservation | None) -> None:
-        """Hand on a read's entries (tagged with `streams`' Streams) under its ticket."""
+             reservation: Reservation | None, line_bytes: int = -1) -> None:
+        """Hand on a read's entries (tagged with `streams`' Streams, `line_bytes` in their
+        lines if counted) under its ticket."""
         stages = self._stages
         if stages is None:
             if entries:
                 self._sink.place(ticket, entries, _overhead(entries), streams.shared_key,
-                                 reservation)
+                                 reservation, line_bytes)
             return
         env = self._env()
         before = stages.held()

@@ -59,13 +59,14 @@ class Sink:
         return self._positions.issue(file, end)
 
     def place(self, ticket: Ticket, entries: list[Entry], overhead: int, key: str | None,
-              reservation: Reservation | None) -> None:
-        """Batch entries under `ticket` (`key`: of their one Stream, if they share one).
+              reservation: Reservation | None, line_bytes: int = -1) -> None:
+        """Batch entries under `ticket` (`key`: of their one Stream, if they share one;
+        `line_bytes`: their lines' bytes, if counted already).
         Their bytes are held until the batch holding them settles: drawn from `reservation`,
         and beyond it (lines joined across reads; a file's last line) taken without waiting."""
         if not entries:
             return
-        chunk = Chunk(ticket, entries, overhead, key)
+        chunk = Chunk(ticket, entries, overhead, key, line_bytes)
         size = chunk.size
         if reservation is not None:
             drawn = min(size, reservation.left)

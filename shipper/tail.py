@@ -437,10 +437,10 @@ class Tailer:
         entries, commit = f.parser.parse(lines.data, lines.offset)
         if commit > lines.offset:  # past the overlong line, if any: undo what was skipped
             commit += lines.skipped
-        self._emit(f, entries, commit, reservation)
+        self._emit(f, entries, commit, reservation, f.parser.parsed_bytes)
 
     def _emit(self, f: _OpenFile, entries: list[Entry], commit: int,
-              reservation: Reservation | None) -> None:
+              reservation: Reservation | None, line_bytes: int = -1) -> None:
         """Hand one chunk's entries to the sink under a ticket that ends at `commit`."""
         ctx, streams = self._ctx, f.streams
         self._count(f)
@@ -450,7 +450,7 @@ class Tailer:
         else:
             if ctx.enricher.waits_for_pods and not streams.enriched:
                 ctx.metrics.entries_without_metadata.inc(len(entries))
-            f.process.emit(ticket, entries, streams, reservation)
+            f.process.emit(ticket, entries, streams, reservation, line_bytes)
         ctx.sink.seal(ticket)
 
     def _tag(self, f: _OpenFile) -> None:

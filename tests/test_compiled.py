@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -42,16 +43,29 @@ def test_the_install_compiled_the_hot_modules() -> None:
 
 OUT = Stream('{s="out"}', (("s", "out"),))
 ERR = Stream('{s="err"}', (("s", "err"),))
-lines = st.lists(st.one_of(
-    st.binary(max_size=120).map(lambda b: b.replace(b"\n", b"")),
-    st.tuples(st.sampled_from(["2024-02-29T23:59:59", "2024-01-01T00:00:00"]),
-              st.sampled_from(["", ".5", ".123456789"]), st.sampled_from(["Z", "+02:00"]),
-              st.sampled_from(["stdout", "stderr", "bogus"]), st.sampled_from(["F", "P", "X"]),
-              st.text(max_size=40).map(lambda t: t.replace("\n", " "))).map(
-        lambda p: f"{p[0]}{p[1]}{p[2]} {p[3]} {p[4]} {p[5]}".encode())), max_size=40)
+# The CRI fast path reads "<seconds>.<1-9 digits>Z std{out,err} {F,P} <message>" in place:
+# near misses of each of its fields, and of the separators, must go the way the slow path goes.
+cri = st.tuples(st.sampled_from(["2024-02-29T23:59:59", "2024-01-01T00:00:00",
+                                 "2023-02-29T00:00:00", "2024-01-01T24:00:00"]),
+                st.sampled_from(["", ".", ".5", ".123456789", ".1234567890", ".12a"]),
+                st.sampled_from(["Z", "+02:00", "z", ""]), st.sampled_from([" ", "  ", "\t"]),
+                st.sampled_from(["stdout", "stderr", "bogus", "stdoux", "stdo", "stderrr"]),
+                st.sampled_from(["F", "P", "X", "F:x", "P:", "", "FF"]),
+                st.sampled_from([" ", "", "  "]),
+                st.text(max_size=40).map(lambda t: t.replace("\n", " "))).map(
+    lambda p: f"{p[0]}{p[1]}{p[2]}{p[3]}{p[4]} {p[5]}{p[6]}{p[7]}".encode())
+docker = st.tuples(st.text(max_size=30), st.booleans(),
+                   st.sampled_from(["stdout", "stderr", "bogus"]),
+                   st.sampled_from(["2024-02-29T23:59:59.5Z", "2024-01-01T00:00:00Z",
+                                    "2024-01-01T00:00:00.123456789+02:00", "bad"])).map(
+    lambda p: json.dumps({"log": p[0] + ("\n" if p[1] else ""), "stream": p[2],
+                          "time": p[3]}).encode())
+junk = st.binary(max_size=120).map(lambda b: b.replace(b"\n", b""))
+lines = st.one_of(st.lists(st.one_of(junk, cri), max_size=40),
+                  st.lists(st.one_of(junk, docker), max_size=40))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(lines=lines, cut=st.integers(0, 40), cap=st.sampled_from([16, 1024]))
 def test_compiled_and_pure_parsers_agree(lines: list[bytes], cut: int, cap: int) -> None:
     data = b"".join(line + b"\n" for line in lines)
@@ -61,7 +75,8 @@ def test_compiled_and_pure_parsers_agree(lines: list[bytes], cut: int, cap: int)
         first = b"".join(line + b"\n" for line in lines[:cut])
         a = parser.parse(first, 0)
         b = parser.parse(data[len(first):], len(first))
-        results.append((a, b, parser.flush(), dataclasses.astuple(parser.counts),
+        parsed = parser.parsed_bytes
+        results.append((a, b, parsed, parser.flush(), dataclasses.astuple(parser.counts),
                         parser.bad_sample))
     assert results[0] == results[1]
 

@@ -8,7 +8,7 @@ import cramjam
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shipper.loki.encode import compress, encode_push_request
+from shipper.loki.encode import Compressor, encode_push_request
 from shipper.model import Entry, Stream
 from tests.support.loki_receiver import PushRequest
 
@@ -113,11 +113,20 @@ def test_empty_request_and_empty_metadata_values() -> None:
 def test_compress_is_the_snappy_block_format() -> None:
     body = encode_push_request({stream().labels: [(T0 + i, b"line " * 20, stream())
                                                   for i in range(100)]})
-    compressed = compress(body)
+    compressed = Compressor().compress(body)
     assert isinstance(compressed, bytes)
     assert not compressed.startswith(b"\xff\x06\x00\x00sNaPpY")  # the framed format's header
     assert bytes(cramjam.snappy.decompress_raw(compressed)) == body
     assert len(compressed) < len(body)
+
+
+def test_compressor_reuses_its_buffer_without_leaking_the_last_body() -> None:
+    compressor = Compressor()
+    big, small = b"0123456789" * 10_000, b"x" * 100
+    first = compressor.compress(big)
+    assert bytes(cramjam.snappy.decompress_raw(compressor.compress(small))) == small
+    assert bytes(cramjam.snappy.decompress_raw(first)) == big  # its own copy, not the buffer's
+    assert bytes(cramjam.snappy.decompress_raw(compressor.compress(big))) == big
 
 
 labels_text = st.text(min_size=0, max_size=30)

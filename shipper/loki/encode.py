@@ -81,11 +81,24 @@ def _second_prefixes(seconds: int) -> tuple[bytes, ...]:
                  for size in range(3, 6))
 
 
+def _in_time_order(entries: Sequence[Entry]) -> Sequence[Entry]:
+    """The entries in timestamp order: as they are if they already are (nearly always: a
+    stream's lines come from one file, in the order written), else sorted (stably). Compiled,
+    the check costs ~70 instructions an entry less than sorted()'s pass over ordered input with
+    its key calls (measured on a catch-up)."""
+    previous = entries[0][0] if entries else 0
+    for ts, _, _ in entries:
+        if ts < previous:
+            return sorted(entries, key=_BY_TIME)
+        previous = ts
+    return entries
+
+
 def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
     """Append the entries field of one stream to parts, in timestamp order; returns the number
     of bytes appended (so the stream's length prefix needs no join of its own)."""
     # Locals, not globals, in the per-entry loop: measured 25% faster.
-    extend, varint, low14, field2 = parts.extend, _VARINT, _LOW14, _FIELD2
+    varint, low14, field2 = _VARINT, _LOW14, _FIELD2
     metadata_of: dict[int, bytes] = {}  # keyed by id(): the entries keep each Stream alive
     last_stream: Stream | None = None
     metadata = b""
@@ -93,8 +106,7 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
     base = 0  # first nanosecond of the current second: ts - base is the nanos value
     prefixes = _second_prefixes(0)
     total = 0
-    # Timsort makes one linear pass over ordered input: cheaper than checking the order first.
-    for ts, line, stream in sorted(entries, key=_BY_TIME):
+    for ts, line, stream in _in_time_order(entries):
         if stream is not last_stream:
             last_stream = stream
             key = id(stream)
@@ -117,17 +129,28 @@ def _encode_entries(entries: Sequence[Entry], parts: list[bytes]) -> int:
                     top = varint[high]
                     length = fixed + len(top) + len(header) + size
                     first = field2[length]
-                    extend((first, prefixes[len(top) - 1], low14[nanos & 0x3FFF], top, header,
-                            line, metadata))
+                    # One append each: compiled, a bound extend of a tuple was a generic call,
+                    # ~550 instructions an entry with the tuple's life.
+                    parts.append(first)
+                    parts.append(prefixes[len(top) - 1])
+                    parts.append(low14[nanos & 0x3FFF])
+                    parts.append(top)
                 else:  # 5 bytes: the high part as its low 14 bits, then the rest (1 to 3)
                     length = fixed + 3 + len(header) + size
                     first = field2[length]
-                    extend((first, prefixes[2], low14[nanos & 0x3FFF], low14[high & 0x3FFF],
-                            varint[high >> 14], header, line, metadata))
-                total += len(first) + length
-                continue
+                    parts.append(first)
+                    parts.append(prefixes[2])
+                    parts.append(low14[nanos & 0x3FFF])
+                    parts.append(low14[high & 0x3FFF])
+                    parts.append(varint[high >> 14])
             except IndexError:  # a line or entry of 16 KiB or more: beyond the tables
                 pass
+            else:
+                parts.append(header)
+                parts.append(line)
+                parts.append(metadata)
+                total += len(first) + length
+                continue
         entry = _entry(ts, line, metadata)
         parts.append(entry)
         total += len(entry)
@@ -146,9 +169,21 @@ def encode_push_request(streams: Mapping[str, Sequence[Entry]]) -> bytes:
     return b"".join(out)  # one copy of the whole request
 
 
-def compress(body: bytes) -> bytes:
-    """Snappy block format (not framed), which Loki expects for protobuf pushes."""
-    return bytes(cramjam.snappy.compress_raw(body))
+class Compressor:
+    """Snappy block format (not framed), which Loki expects for protobuf pushes. Compresses into
+    one buffer kept between pushes: a fresh output buffer per push was zeroed by calloc first
+    (the heap reuses freed memory), ~1 instruction a byte of request, 4% of a catch-up's."""
+
+    def __init__(self) -> None:
+        self._out = bytearray()
+
+    def compress(self, body: bytes) -> bytes:
+        need = cramjam.snappy.compress_raw_max_len(body)
+        if len(self._out) < need:
+            self._out = bytearray(need)  # a batch's max_bytes bounds it (~1.2 MiB by default)
+        size = cramjam.snappy.compress_raw_into(body, self._out)
+        with memoryview(self._out) as out:
+            return bytes(out[:size])  # its own copy: a retried body outlives the next push
 
 
-__all__ = ["compress", "encode_push_request"]
+__all__ = ["Compressor", "encode_push_request"]

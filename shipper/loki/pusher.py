@@ -34,7 +34,7 @@ from shipper.loki.answers import (
     retry_after_seconds,
     shown,
 )
-from shipper.loki.encode import compress, encode_push_request
+from shipper.loki.encode import Compressor, encode_push_request
 from shipper.loki.http import HttpClient, HttpResponse, TransportError, build_ssl_context
 from shipper.loki.proxy import select_proxy
 from shipper.loki.split import by_tenant, combined, halves, sizes
@@ -87,6 +87,7 @@ class LokiPusher:
         except ValueError as exc:
             raise ConfigError("loki.proxy_url", str(exc)) from None
         self._client = HttpClient(config.url, timeout=config.timeout, ssl=context, proxy=proxy)
+        self._compressor = Compressor()
         # A proxy's own answers (407...) may echo its credentials: masked like Loki's echoes.
         self._proxy_secrets: tuple[str, ...] = ()
         if proxy is not None:
@@ -152,7 +153,7 @@ class LokiPusher:
                     line_bytes: int, tenant: str) -> PushResult:
         if not entries:
             return PushResult(Outcome.DELIVERED, None, 0, 0)
-        body = compress(encode_push_request(streams))
+        body = self._compressor.compress(encode_push_request(streams))
         attempts = 0
         while True:
             attempts += 1
