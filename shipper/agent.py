@@ -46,8 +46,11 @@ ESSENTIAL = Policy(give_up_after=5)
 CONTAINED = Policy()
 
 # How often a file being written is read again. At 25,000 lines/s over 50 files, each read
-# then carries ~125 lines instead of one per write(); a line waits at most this long more.
-READ_TICK = 0.25  # s
+# then carries ~500 lines instead of one per write(); a line waits at most this long more,
+# which batch.timeout (10 s) dwarfs. Most of a node's files are written a few times a second:
+# 500 such files at 4 lines/s cost 0.108 cores read every 250 ms, 0.065 every 500 ms and 0.042
+# every second (benchmarks many_streams' trickle). Vector waits the same second between reads.
+READ_TICK = 1.0  # s
 
 
 class Pusher(Protocol):

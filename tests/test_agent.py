@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import shipper.notify
+from shipper.agent import READ_TICK
 from shipper.model import FileId
 from shipper.positions import Positions
 from shipper.tail import Tailer
@@ -202,7 +203,7 @@ def test_an_idle_file_is_read_at_its_next_write_and_a_busy_one_per_tick(
 
     monkeypatch.setattr(Tailer, "_read_chunk", counted)
 
-    async def scenario(receiver: LokiReceiver) -> float:
+    async def scenario(receiver: LokiReceiver) -> tuple[float, float]:
         config = make_config(tmp_path, receiver.url, inputs={"rescan_interval": "60s"},
                              batch={"size": 1, "timeout": "10s"})
         async with running(config):
@@ -213,18 +214,20 @@ def test_an_idle_file_is_read_at_its_next_write_and_a_busy_one_per_tick(
             await until(lambda: len(receiver.entries) == 2, timeout=5)
             took = time.monotonic() - written
             reads.clear()
-            for n in range(200):  # ~1 s of single-line writes
+            started = time.monotonic()
+            for n in range(400):  # ~2 s of single-line writes
                 pod.line(f"busy {n}")
                 await asyncio.sleep(0.005)
-            await until(lambda: len(receiver.entries) == 202)
-            return took
+            await until(lambda: len(receiver.entries) == 402)
+            return took, time.monotonic() - started
 
     with LokiReceiver() as receiver:
-        took = asyncio.run(scenario(receiver))
+        took, busy = asyncio.run(scenario(receiver))
         entries = receiver.entries
     assert_exactly_once(entries, pod.written)
-    assert took < 1.0, f"read {took:.2f}s after the write"  # one tick, plus one push
-    assert len(reads) <= 4 * 2 + 4, f"{len(reads)} reads for 200 writes in ~1 s"
+    assert took < READ_TICK + 0.5, f"read {took:.2f}s after the write"  # a tick, and a push
+    ticks = busy / READ_TICK + 1
+    assert len(reads) <= 2 * ticks + 2, f"{len(reads)} reads for 400 writes in {busy:.1f} s"
 
 
 def test_idle_files_wake_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -250,7 +253,8 @@ def test_idle_files_wake_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     async def scenario(receiver: LokiReceiver) -> None:
         async with running(make_config(tmp_path, receiver.url)):
             await until(lambda: len(receiver.entries) == 20)
-            await asyncio.sleep(0.5)  # the last passes and positions write (every 100 ms here)
+            # The last passes (a tick after the read that found lines) and positions write.
+            await asyncio.sleep(READ_TICK + 0.5)
             passes.clear()
             await asyncio.sleep(1.2)  # more than two rescans (500 ms)
             assert passes == []
