@@ -13,6 +13,7 @@ from benchmarks.scenarios import batch, delta
 from benchmarks.sizes import Sizes
 from benchmarks.workload import PLAIN, Mix, Workload
 from benchmarks.writer import RateWriter
+from shipper.agent import READ_TICK
 
 PERIOD_US = 100_000
 GROWTH_TOLERANCE_S = 1.0  # lag may wobble by this much between the first and last third
@@ -57,8 +58,9 @@ def trial(root: Path, sizes: Sizes, rate: int, mix: Mix = PLAIN,
                     writer = RateWriter(work, rate, sizes.steady_rotate_bytes,
                                         sizes.writer_processes).run(sizes.steady_seconds)
                     end = time.time()
+                    # The last line waits up to a read tick, then up to batch.timeout.
                     delivered = sink.wait_entries(work.entries,
-                                                  timeout=2 * sizes.batch_timeout)
+                                                  timeout=2 * sizes.batch_timeout + READ_TICK)
                     drain = time.time() - end
                 cpu = agent.cpu() - cpu
                 threads = delta(agent.thread_cpu(), threads)
