@@ -6,13 +6,13 @@ The imports are inside the functions: `cli` installs the SIGTERM handler before 
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
+from shipper import early_stop
+
 if TYPE_CHECKING:
     import argparse
-    from types import FrameType
 
     from shipper.agent import Agent
     from shipper.config import Config
@@ -201,16 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(2) from None
 
 
-def _stop_before_start(signum: int, frame: FrameType | None) -> NoReturn:
-    raise SystemExit(0)
-
-
 def cli() -> NoReturn:
     """The process (`shipper`, `python -m shipper`); tests call `main` instead."""
-    # kubelet may stop the pod at any moment, also before the agent's own handler is installed
-    # (by Agent.run, which then takes over). Until then nothing has been read, so leaving at
-    # once is a clean stop; Python's default would die of the signal (exit 143).
-    signal.signal(signal.SIGTERM, _stop_before_start)
+    early_stop.install()  # until Agent.run installs its own handler
     sys.exit(main())
 
 

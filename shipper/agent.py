@@ -11,6 +11,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from shipper import early_stop
 from shipper.batch import Batch, Batcher, FlowControl
 from shipper.config import Config
 from shipper.discover import Discoverer
@@ -200,6 +201,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)  # kubelet stopping the pod
         loop.add_signal_handler(signal.SIGINT, stop.set)  # Ctrl-C when run by hand
+        if early_stop.requested:  # a SIGTERM during start-up whose SystemExit was lost
+            stop.set()
         return stop
 
     async def _deliver(self) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from shipper import early_stop
+from shipper.agent import Agent
 from shipper.model import FileId
 from tests.support.agent import make_config, running, start_subprocess, terminate, until
 from tests.support.faults import (
@@ -205,3 +207,20 @@ def test_a_slow_positions_write_stalls_no_shipping_and_saves_only_acknowledged_o
     assert assert_none_missing(entries, pod.written, "slow positions disk") == 0
     # The final save at shutdown happened, after the slow one: everything is covered.
     assert saved_positions(positions) == {ends[pod.written[-1]][0]: pod.file.stat().st_size}
+
+
+def test_a_sigterm_whose_exit_was_lost_during_start_up_stops_the_agent_once_it_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The early handler's SystemExit can be swallowed (raised inside a callback Python ignores
+    exceptions of): the agent must still stop, at once and cleanly, not run on until a second
+    SIGTERM that never comes."""
+    pod = PodLog(tmp_path, "stop", "app-0", "app")
+    pod.line("read, or not: either way the agent stops")
+    monkeypatch.setattr(early_stop, "requested", True)
+
+    async def scenario(receiver: LokiReceiver) -> None:
+        agent = Agent(make_config(tmp_path, receiver.url))
+        await asyncio.wait_for(agent.run(), timeout=10)  # no stop event: the signals' one
+
+    with LokiReceiver() as receiver:
+        asyncio.run(scenario(receiver))
